@@ -1,0 +1,155 @@
+"""The ``flowbench`` command line: a thin layer over the harness modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from algos import REGISTRY
+from algos.base import ConfigError, UnknownAlgorithm
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, UnknownAlgorithm, ValueError, FileExistsError)
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.run import RunSpec, train
+
+    spec = RunSpec(
+        algo=args.algo, dataset=args.dataset, seed=args.seed, steps=args.steps, eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes, out=args.out, overrides=parse_overrides(args.set), profile=args.profile,
+        normalize_obs=args.normalize_obs, log_every=args.log_every, device=args.device,
+    )
+    summary = train(spec)
+    final = summary["final"] or {}
+    print(f"{spec.algo} on {spec.dataset} (seed {spec.seed}): step {summary['steps']}, "
+          f"normalized score {final.get('normalized_score', float('nan')):.1f}, "
+          f"return {final.get('return_mean', float('nan')):.4g}, success {final.get('success_rate', float('nan')):.2f}"
+          f" -> {spec.out_dir()}")
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from harness import datasets
+
+    path = datasets.build(args.name, args.transitions, args.seed, force=args.force)
+    print(f"built {args.name} at {path}")
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    import minari
+
+    from harness import datasets
+
+    local = minari.list_local_datasets()
+    print(f"{'dataset':40s} {'status':10s} {'transitions':>12s} {'episodes':>9s}  description")
+    for name in sorted(set(datasets.BUILDERS) | set(local)):
+        meta = local.get(name, {})
+        builder = datasets.BUILDERS.get(name)
+        status = ("built" if name in local else "buildable") if builder else "local"
+        print(f"{name:40s} {status:10s} {meta.get('total_steps', ''):>12} {meta.get('total_episodes', ''):>9}  "
+              f"{builder.description if builder else meta.get('description', '')}")
+    print(f"\nMinari root: {datasets.minari_root()}")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from harness import data
+
+    print(json.dumps(data.load(args.id, build_missing=False).info(), indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from harness.demo import run_demo
+
+    run_demo(out=args.out, runs_dir=args.runs)
+    return 0
+
+
+def cmd_algos(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    for name, cls in sorted(REGISTRY.items()):
+        print(f"{name}: {(cls.__module__ and sys.modules[cls.__module__].__doc__ or '').strip().splitlines()[0]}")
+        if args.verbose:
+            for f in fields(cls.config_class):
+                print(f"    {f.name} = {f.default!r}")
+            for prof, vals in cls.profiles.items():
+                print(f"    profile {prof}: {vals}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowbench", description="Benchmark harness for flow- and diffusion-based offline RL.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="train one algorithm on one dataset")
+    p.add_argument("algo", help=f"algorithm: {', '.join(sorted(REGISTRY))}")
+    p.add_argument("dataset", help="Minari dataset id, e.g. toy/bimodal-v0 or D4RL/antmaze/umaze-v1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--eval-every", type=int, default=100_000)
+    p.add_argument("--eval-episodes", type=int, default=50)
+    p.add_argument("--log-every", type=int, default=1000)
+    p.add_argument("--out", help="run directory (default runs/ALGO/DATASET/seedS)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an agent config field")
+    p.add_argument("--profile", help="named override set, e.g. 'cpu' (small networks for CPU runs)")
+    p.add_argument("--normalize-obs", action="store_true", help="standardise observations with dataset statistics")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.set_defaults(func=cmd_run)
+
+    data = sub.add_parser("data", help="build, list and inspect datasets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("build", help="build a local dataset with its simulator")
+    p.add_argument("name")
+    p.add_argument("--transitions", type=int, help="dataset size (default: the builder's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="rebuild if it exists")
+    p.set_defaults(func=cmd_data_build)
+    p = data.add_parser("list", help="buildable and local datasets")
+    p.set_defaults(func=cmd_data_list)
+    p = data.add_parser("info", help="size, spaces, rewards and reference scores of a dataset")
+    p.add_argument("id")
+    p.set_defaults(func=cmd_data_info)
+
+    p = sub.add_parser("demo", help="run every algorithm on small local datasets; table and plot under results/demo")
+    p.add_argument("--out", default="results/demo", help="where the table and plot go")
+    p.add_argument("--runs", default="runs/demo", help="where the run directories go")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("algos", help="list registered algorithms")
+    p.add_argument("-v", "--verbose", action="store_true", help="show config fields and profiles")
+    p.set_defaults(func=cmd_algos)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from harness.data import DatasetUnavailable
+    from harness.datasets import UnknownDataset
+    from harness.run import RunConfigMismatch
+
+    try:
+        return args.func(args)
+    except (*EXPECTED_ERRORS, DatasetUnavailable, UnknownDataset, RunConfigMismatch) as e:
+        print(f"flowbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flowbench: interrupted; the run resumes from its last checkpoint when started again", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Offline datasets: any Minari id → flat transitions the agents train on, plus what evaluation needs.
+
+- Episodes are flattened to transitions; ``masks = 1 - terminations`` (a truncation is not terminal).
+- Box actions with other bounds are rescaled to [-1, 1] for training and back for the environment.
+- Dict observations are flattened through the dataset's observation space, key by key in the
+  space's order (never in the order an env happens to return them).
+- Domain reward processing (D4RL antmaze: r − 1) and optional observation normalisation.
+- Reference scores come from the dataset's metadata, else from the D4RL table, and say which.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gymnasium as gym
+import minari
+import numpy as np
+import torch
+from minari.dataset.minari_dataset import parse_dataset_id
+
+import harness.envs  # noqa: F401  (registers flowbench's evaluation envs)
+from algos.base import Batch
+from harness import datasets as builders
+
+# d4rl/infos.py: the random (min) and expert (max) returns its normalised scores use, per env.
+D4RL_REFERENCE_SCORES: dict[str, tuple[float, float]] = {
+    "halfcheetah": (-280.178953, 12135.0),
+    "hopper": (-20.272305, 3234.3),
+    "walker2d": (1.629008, 4592.3),
+    "ant": (-325.6, 3879.7),
+}
+
+ADROIT_TASKS = ("pen", "door", "hammer", "relocate")
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset is neither local nor downloadable from here."""
+
+
+@dataclass(frozen=True)
+class ReferenceScores:
+    min: float
+    max: float
+    source: str  # "minari-metadata" or "d4rl-table"
+
+    def normalize(self, returns: np.ndarray | float) -> np.ndarray | float:
+        """Normalised score on the 0–100 scale (0 = min reference, 100 = max reference)."""
+        return 100.0 * (np.asarray(returns) - self.min) / (self.max - self.min)
+
+
+def dataset_domain(dataset_id: str) -> str:
+    """The task family a dataset belongs to; presets and reward processing key on it."""
+    parts = dataset_id.lower().split("/")
+    if parts[0] == "d4rl" and len(parts) > 1:
+        return "adroit" if parts[1] in ADROIT_TASKS else parts[1]
+    if parts[0] == "mujoco":
+        return "locomotion"
+    if parts[0] == "local" and len(parts) > 1:
+        return parts[1]
+    return parts[0]
+
+
+REWARD_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    # IQL/FQL convention for D4RL antmaze: 0/1 rewards become −1/0.
+    "antmaze": lambda r: r - 1.0,
+}
+
+
+@dataclass
+class ActionScaler:
+    """Maps a Box's [low, high] to [-1, 1] and back."""
+
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def for_space(cls, space: gym.Space) -> "ActionScaler":
+        if not isinstance(space, gym.spaces.Box):
+            raise ValueError(f"flowbench needs a Box action space, got {space}")
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise ValueError(f"action space {space} has infinite bounds; cannot rescale to [-1, 1]")
+        return cls(space.low.astype(np.float64).ravel(), space.high.astype(np.float64).ravel())
+
+    def to_unit(self, actions: np.ndarray) -> np.ndarray:
+        return np.clip(2.0 * (actions - self.low) / (self.high - self.low) - 1.0, -1.0, 1.0)
+
+    def from_unit(self, actions: np.ndarray) -> np.ndarray:
+        return self.low + (np.clip(actions, -1.0, 1.0) + 1.0) * 0.5 * (self.high - self.low)
+
+
+def flatten_observations(space: gym.Space, obs: Any) -> np.ndarray:
+    """Batch of observations (leading axis) → ``[N, D]``, the layout ``gymnasium.spaces.flatten`` gives per row."""
+    if isinstance(space, gym.spaces.Dict):
+        return np.concatenate([flatten_observations(s, obs[k]) for k, s in space.spaces.items()], axis=-1)
+    if isinstance(space, gym.spaces.Tuple):
+        return np.concatenate([flatten_observations(s, o) for s, o in zip(space.spaces, obs)], axis=-1)
+    if isinstance(space, gym.spaces.Box):
+        arr = np.asarray(obs, dtype=np.float32)
+        return arr.reshape(arr.shape[0], -1)
+    raise ValueError(f"unsupported observation space {space}")
+
+
+@dataclass
+class OfflineData:
+    """A dataset flattened to transitions, with what training and evaluation need to use it."""
+
+    dataset_id: str
+    domain: str
+    observations: np.ndarray
+    actions: np.ndarray  # in [-1, 1]
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    masks: np.ndarray  # 1 - terminal
+    episode_ends: np.ndarray  # True on the last transition of each episode (terminal or truncated)
+    observation_space: gym.Space
+    action_scaler: ActionScaler
+    reference: ReferenceScores | None
+    minari_dataset: minari.MinariDataset = field(repr=False)
+    obs_mean: np.ndarray | None = None
+    obs_std: np.ndarray | None = None
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observations.shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.actions.shape[1]
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode_ends.sum())
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    def normalize_observations(self, eps: float = 1e-3) -> None:
+        """Standardises observations with dataset statistics (applied to env observations too)."""
+        self.obs_mean = self.observations.mean(0)
+        self.obs_std = self.observations.std(0) + eps
+        self.observations = (self.observations - self.obs_mean) / self.obs_std
+        self.next_observations = (self.next_observations - self.obs_mean) / self.obs_std
+
+    def env_to_agent_obs(self, obs: Any) -> np.ndarray:
+        """Raw (batched) env observations → the agent's input layout and scale."""
+        flat = flatten_observations(self.observation_space, obs)
+        if self.obs_mean is not None:
+            flat = (flat - self.obs_mean) / self.obs_std
+        return flat.astype(np.float32)
+
+    def agent_to_env_actions(self, actions: np.ndarray) -> np.ndarray:
+        return self.action_scaler.from_unit(actions).astype(np.float32)
+
+    def make_eval_env(self) -> gym.Env:
+        return self.minari_dataset.recover_environment(eval_env=True)
+
+    def info(self) -> dict[str, Any]:
+        """A summary for ``flowbench data info`` and run provenance."""
+        meta = self.minari_dataset.storage.metadata
+        return {
+            "dataset_id": self.dataset_id,
+            "domain": self.domain,
+            "transitions": len(self),
+            "episodes": self.num_episodes,
+            "terminals": int((self.masks == 0).sum()),
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "reward_mean": float(self.rewards.mean()),
+            "reward_min": float(self.rewards.min()),
+            "reward_max": float(self.rewards.max()),
+            "reference_scores": None if self.reference is None else vars(self.reference),
+            "eval_env": json.loads(meta["eval_env_spec"])["id"] if "eval_env_spec" in meta else None,
+            "description": meta.get("description"),
+        }
+
+
+def open_minari(dataset_id: str, download: bool = True, build_missing: bool = True) -> minari.MinariDataset:
+    """Opens a local Minari dataset; builds flowbench's own datasets, downloads anything else."""
+    try:
+        parse_dataset_id(dataset_id)
+    except ValueError as e:
+        raise DatasetUnavailable(f"{e} Example ids: toy/bimodal-v0, D4RL/antmaze/umaze-v1.") from None
+    if builders.is_local(dataset_id):
+        return minari.load_dataset(dataset_id)
+    namespace = parse_dataset_id(dataset_id)[0] or ""
+    if dataset_id in builders.BUILDERS:
+        if not build_missing:
+            raise DatasetUnavailable(f"{dataset_id} is not built yet; run `flowbench data build {dataset_id}`")
+        builder = builders.get_builder(dataset_id)
+        print(f"building {dataset_id} ({builder.default_transitions} transitions) ...", flush=True)
+        builders.build(dataset_id)
+        return minari.load_dataset(dataset_id)
+    if namespace.split("/")[0] in {n.split("/")[0] for n in builders.builder_namespaces()}:
+        raise DatasetUnavailable(
+            f"unknown dataset {dataset_id!r}; flowbench builds: {', '.join(sorted(builders.BUILDERS))}"
+        )
+    if not download:
+        raise DatasetUnavailable(f"{dataset_id} is not a local Minari dataset")
+    try:
+        return minari.load_dataset(dataset_id, download=True)
+    except Exception as e:  # noqa: BLE001 — any download failure gets the same advice
+        raise DatasetUnavailable(
+            f"could not load or download Minari dataset {dataset_id!r} ({type(e).__name__}: {e}). "
+            f"If this machine cannot reach the dataset host, build a local dataset with "
+            f"`flowbench data build NAME` (buildable: {', '.join(sorted(builders.BUILDERS))}) or copy the "
+            f"dataset into the Minari root ({builders.minari_root()})."
+        ) from None
+
+
+def reference_scores(dataset: minari.MinariDataset) -> ReferenceScores | None:
+    meta = dataset.storage.metadata
+    if meta.get("ref_min_score") is not None and meta.get("ref_max_score") is not None:
+        return ReferenceScores(float(meta["ref_min_score"]), float(meta["ref_max_score"]), "minari-metadata")
+    parts = dataset.spec.dataset_id.split("/")
+    if parts[0] == "mujoco" and len(parts) > 1 and parts[1] in D4RL_REFERENCE_SCORES:
+        lo, hi = D4RL_REFERENCE_SCORES[parts[1]]
+        return ReferenceScores(lo, hi, "d4rl-table")
+    return None
+
+
+def load(dataset_id: str, normalize_obs: bool = False, download: bool = True,
+         build_missing: bool = True) -> OfflineData:
+    """Loads a Minari dataset id into flat transitions (see the module docstring)."""
+    dataset = open_minari(dataset_id, download=download, build_missing=build_missing)
+    obs_space = dataset.observation_space
+    scaler = ActionScaler.for_space(dataset.action_space)
+    obs, next_obs, actions, rewards, terms, ends = [], [], [], [], [], []
+    for ep in dataset.storage.get_episodes(range(dataset.total_episodes)):
+        flat = flatten_observations(obs_space, ep["observations"])
+        n = len(ep["rewards"])
+        obs.append(flat[:-1])
+        next_obs.append(flat[1:])
+        actions.append(np.asarray(ep["actions"], dtype=np.float64).reshape(n, -1))
+        rewards.append(np.asarray(ep["rewards"], dtype=np.float32))
+        terms.append(np.asarray(ep["terminations"], dtype=bool))
+        end = np.zeros(n, dtype=bool)
+        end[-1] = True
+        ends.append(end)
+    if not obs:
+        raise DatasetUnavailable(f"dataset {dataset_id!r} has no episodes")
+    domain = dataset_domain(dataset_id)
+    reward = np.concatenate(rewards)
+    if domain in REWARD_TRANSFORMS:
+        reward = REWARD_TRANSFORMS[domain](reward).astype(np.float32)
+    data = OfflineData(
+        dataset_id=dataset_id,
+        domain=domain,
+        observations=np.concatenate(obs).astype(np.float32),
+        actions=scaler.to_unit(np.concatenate(actions)).astype(np.float32),
+        rewards=reward,
+        next_observations=np.concatenate(next_obs).astype(np.float32),
+        masks=1.0 - np.concatenate(terms).astype(np.float32),
+        episode_ends=np.concatenate(ends),
+        observation_space=obs_space,
+        action_scaler=scaler,
+        reference=reference_scores(dataset),
+        minari_dataset=dataset,
+    )
+    if normalize_obs:
+        data.normalize_observations()
+    return data
+
+
+class TransitionBuffer:
+    """The dataset's transitions as tensors on the training device; uniform minibatches."""
+
+    def __init__(self, data: OfflineData, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=self.device)  # noqa: E731
+        self.obs = as_tensor(data.observations)
+        self.actions = as_tensor(data.actions)
+        self.rewards = as_tensor(data.rewards)
+        self.next_obs = as_tensor(data.next_observations)
+        self.masks = as_tensor(data.masks)
+        self.size = len(data)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        idx = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
+        idx = idx.to(self.device)
+        return Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.masks[idx])

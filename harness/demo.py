@@ -1,0 +1,62 @@
+"""``flowbench demo``: every registered algorithm on small local datasets, then a table and a plot.
+
+Runs use each algorithm's ``cpu`` profile and short schedules so the whole demo fits in 15 minutes on
+two CPU cores. Finished runs are reused when the demo is run again; half-done ones resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from algos import REGISTRY
+from harness import datasets
+from harness.plots import learning_curves
+from harness.report import collect, score_table
+from harness.run import RunSpec, atomic_write_text, train
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    dataset: str
+    transitions: int
+    steps: int
+    eval_every: int
+    eval_episodes: int
+
+
+DEMO_TASKS = (
+    DemoTask("toy/bimodal-v0", transitions=5_000, steps=3_000, eval_every=1_000, eval_episodes=100),
+    DemoTask("local/pointmaze/umaze-v0", transitions=100_000, steps=20_000, eval_every=5_000, eval_episodes=20),
+)
+
+
+def run_demo(out: str | Path = "results/demo", runs_dir: str | Path = "runs/demo", scale: float = 1.0,
+             algos: list[str] | None = None) -> Path:
+    """Runs the demo grid; ``scale`` shrinks dataset sizes and step counts (tests use a small one)."""
+    out, runs_dir = Path(out), Path(runs_dir)
+    for task in DEMO_TASKS:
+        if not datasets.is_local(task.dataset):
+            print(f"building {task.dataset} ({int(task.transitions * scale)} transitions) ...", flush=True)
+            datasets.build(task.dataset, max(int(task.transitions * scale), 1000))
+    grid = [(algo, task) for algo in (algos or sorted(REGISTRY)) for task in DEMO_TASKS]
+    for algo, task in tqdm(grid, desc="demo runs", unit="run"):
+        steps = max(int(task.steps * scale), 1)
+        every = max(int(task.eval_every * scale), 1)
+        spec = RunSpec(algo=algo, dataset=task.dataset, seed=0, steps=steps, eval_every=every,
+                       eval_episodes=task.eval_episodes, profile="cpu", log_every=min(1000, every),
+                       out=str(runs_dir / algo / task.dataset.replace("/", "_")))
+        summary = train(spec)
+        tqdm.write(f"{algo:14s} {task.dataset:28s} score {summary['final']['normalized_score']:7.1f}")
+    evals = collect(runs_dir)
+    table = score_table(evals)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = ("Normalised score (0–100) at the last evaluation, seed 0, `cpu` profile; "
+                "regenerate with `flowbench demo`.\n\n" + table.to_markdown() + "\n")
+    atomic_write_text(out / "table.md", markdown)
+    learning_curves(evals, out / "learning_curves.png")
+    print(table.to_markdown())
+    print(f"\nwrote {out / 'table.md'} and {out / 'learning_curves.png'}")
+    return out

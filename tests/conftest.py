@@ -1,0 +1,45 @@
+"""Shared fixtures: a private Minari root with small, real, locally built datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+TOY_TRANSITIONS = 2_000
+MAZE_TRANSITIONS = 5_000
+
+
+@pytest.fixture(scope="session")
+def minari_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Points Minari at a fresh directory for the whole session and builds the small datasets once."""
+    root = tmp_path_factory.mktemp("minari")
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    from harness import datasets
+
+    datasets.build("toy/bimodal-v0", TOY_TRANSITIONS, seed=0)
+    datasets.build("local/pointmaze/umaze-v0", MAZE_TRANSITIONS, seed=0)
+    yield root
+    if previous is None:
+        os.environ.pop("MINARI_DATASETS_PATH", None)
+    else:
+        os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+@pytest.fixture(scope="session")
+def toy_data(minari_root: Path):
+    from harness.data import load
+
+    return load("toy/bimodal-v0")
+
+
+@pytest.fixture(scope="session")
+def maze_data(minari_root: Path):
+    from harness.data import load
+
+    return load("local/pointmaze/umaze-v0")
