@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import fnmatch
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -21,6 +22,8 @@ class Batch(NamedTuple):
     """A batch of transitions; every tensor lives on the agent's device.
 
     ``masks`` is ``1 - terminal``: zero where the episode truly ended (a truncation is not an end).
+    ``next_actions`` is the dataset's action at ``next_obs`` (ReBRAC's critic penalty); on the last
+    transition of an episode, where the data has none, it repeats ``actions``.
     """
 
     obs: torch.Tensor
@@ -28,6 +31,7 @@ class Batch(NamedTuple):
     rewards: torch.Tensor
     next_obs: torch.Tensor
     masks: torch.Tensor
+    next_actions: torch.Tensor | None = None
 
 
 class ConfigError(ValueError):
@@ -106,7 +110,8 @@ class Agent:
     - ``samples_flow_in_training``: whether ``update`` runs a flow/diffusion sampler.
     - ``policy_update_parts``: names of the losses that form "the policy update" (for timing).
     - ``profiles``: named override sets (``cpu``: the small profile for tests and CPU demos).
-    - ``domain_presets``: per-domain (or per-dataset) overrides, e.g. FQL's alpha table.
+    - ``presets``: per-dataset overrides as ``(pattern, overrides)`` pairs, ``fnmatch`` patterns on
+      the dataset id, applied in order (later ones win), e.g. FQL's alpha table.
     """
 
     name: ClassVar[str] = ""
@@ -114,7 +119,7 @@ class Agent:
     samples_flow_in_training: ClassVar[bool] = False
     policy_update_parts: ClassVar[tuple[str, ...]] = ()
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
-    domain_presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    presets: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = ()
 
     def __init__(self, obs_dim: int, act_dim: int, config: AgentConfig, device: torch.device | str = "cpu"):
         self.obs_dim = obs_dim
@@ -151,6 +156,7 @@ class Agent:
             "modules": {k: m.state_dict() for k, m in self.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers().items()},
+            "extra": self.extra_state(),
         })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -162,6 +168,14 @@ class Agent:
             o.load_state_dict(state["optimizers"][k])
         for k, s in self.schedulers().items():
             s.load_state_dict(state["schedulers"][k])
+        self.load_extra_state(state["extra"])
+
+    def extra_state(self) -> dict[str, Any]:
+        """Anything else ``update`` depends on (plain Python values)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
 
     def schedulers(self) -> dict[str, Any]:
         return {}
@@ -197,19 +211,25 @@ def get_agent_class(name: str) -> type[Agent]:
         ) from None
 
 
+def matching_presets(name: str, dataset_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """The algorithm's per-dataset presets whose pattern matches ``dataset_id``, in application order."""
+    if not dataset_id:
+        return []
+    return [(pattern, values) for pattern, values in get_agent_class(name).presets
+            if fnmatch.fnmatchcase(dataset_id, pattern)]
+
+
 def resolve_config(
     name: str,
     overrides: dict[str, Any] | None = None,
     profile: str | None = None,
-    domain: str | None = None,
     dataset_id: str | None = None,
 ) -> AgentConfig:
-    """Paper defaults, then the domain/dataset preset, then a named profile, then explicit overrides."""
+    """Paper defaults, then the dataset's presets, then a named profile, then explicit overrides."""
     cls = get_agent_class(name)
     values: dict[str, Any] = {}
-    for key in (domain, dataset_id):
-        if key and key in cls.domain_presets:
-            values.update(cls.domain_presets[key])
+    for _, preset in matching_presets(name, dataset_id):
+        values.update(preset)
     if profile:
         if profile not in cls.profiles:
             raise ConfigError(

@@ -54,7 +54,7 @@ class IQL(Agent):
     config_class = IQLConfig
     policy_update_parts = ("actor",)
     profiles = {"cpu": {"hidden_dims": (256, 256), "actor_lr_decay_steps": None}}
-    domain_presets = {"antmaze": {"expectile": 0.9, "temperature": 10.0}}
+    presets = (("D4RL/antmaze/*", {"expectile": 0.9, "temperature": 10.0}),)
 
     def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig, device: torch.device | str = "cpu"):
         super().__init__(obs_dim, act_dim, config, device)

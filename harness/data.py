@@ -274,9 +274,13 @@ class TransitionBuffer:
         self.rewards = as_tensor(data.rewards)
         self.next_obs = as_tensor(data.next_observations)
         self.masks = as_tensor(data.masks)
+        following = np.minimum(np.arange(len(data)) + 1, len(data) - 1)
+        following = np.where(data.episode_ends, np.arange(len(data)), following)
+        self.next_actions = as_tensor(data.actions[following])
         self.size = len(data)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         idx = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
         idx = idx.to(self.device)
-        return Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.masks[idx])
+        return Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.masks[idx],
+                     self.next_actions[idx])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -123,3 +124,41 @@ def make_pointmaze_eval(maze: str, render_mode: str | None = None) -> gym.Env:
 for _maze, _env_id in POINTMAZE_ENV_IDS.items():
     gym.register(_env_id, entry_point="harness.envs:make_pointmaze_eval",
                  kwargs={"maze": _maze}, max_episode_steps=POINTMAZE_EPISODE_STEPS[_maze])
+
+
+# ----------------------------------------------------------------------------------------------
+# OGBench: its single-task manipulation envs (fixed task, r = −#unfinished subtasks, termination on
+# success, info["success"]), under ids whose entry point is here so that datasets flowbench builds
+# (local/ogbench/*) recover them through Minari. ogbench is imported on use: importing it registers
+# every OGBench env and pulls in dm_control, which most flowbench commands never need.
+
+OGBENCH_EVAL_ENV_IDS = {"cube-single-play-singletask-task2-v0": "flowbench/CubeSingle-Task2-Eval-v0"}
+OGBENCH_EPISODE_STEPS = {"cube-single-play-singletask-task2-v0": 200}  # OGBench's own time limits
+
+
+def _import_ogbench() -> Any:
+    """Imports ogbench without the no-display warning that its viewer import gives on a headless machine."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*DISPLAY environment variable")
+        import ogbench
+        import ogbench.manipspace.envs.env  # noqa: F401  (the module that imports mujoco's viewer)
+    return ogbench
+
+
+def make_ogbench_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make`` of an OGBench env id (importing ogbench registers them)."""
+    _import_ogbench()
+    return gym.make(env_id, **kwargs)
+
+
+def make_ogbench_eval(dataset_name: str) -> gym.Env:
+    """The evaluation env of an OGBench dataset name, as ``ogbench.make_env_and_datasets`` picks it.
+
+    Unwrapped: the registration adds the time limit and gymnasium's checks again.
+    """
+    return _import_ogbench().make_env_and_datasets(dataset_name, env_only=True).unwrapped
+
+
+for _name, _env_id in OGBENCH_EVAL_ENV_IDS.items():
+    gym.register(_env_id, entry_point="harness.envs:make_ogbench_eval",
+                 kwargs={"dataset_name": _name}, max_episode_steps=OGBENCH_EPISODE_STEPS[_name])

@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from algos import AgentConfig, make_agent, resolve_config
+from algos.base import matching_presets
 from harness import data as data_lib
 from harness.evaluation import evaluate
 
@@ -160,7 +161,7 @@ def _fmt(value: Any) -> Any:
 def prepare(spec: RunSpec) -> tuple[dict[str, Any], data_lib.OfflineData, AgentConfig]:
     """Validates everything (algorithm, config keys, dataset) before anything is written."""
     domain = data_lib.dataset_domain(spec.dataset)
-    agent_config = resolve_config(spec.algo, spec.overrides, spec.profile, domain, spec.dataset)
+    agent_config = resolve_config(spec.algo, spec.overrides, spec.profile, spec.dataset)
     for name in ("steps", "eval_every", "eval_episodes", "log_every"):
         if getattr(spec, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(spec, name)}")
@@ -177,6 +178,7 @@ def prepare(spec: RunSpec) -> tuple[dict[str, Any], data_lib.OfflineData, AgentC
         "config_hash": config_hash(identity),
         "run": asdict(spec),
         "domain": domain,
+        "presets_applied": [pattern for pattern, _ in matching_presets(spec.algo, spec.dataset)],
         "reference_scores": None if data.reference is None else asdict(data.reference),
         "dataset_info": {"transitions": len(data), "episodes": data.num_episodes},
         "versions": package_versions(),

@@ -79,7 +79,8 @@ def test_config_rejects_unknown_keys_and_coerces(name):
 
 
 def test_iql_antmaze_preset_and_override_order():
-    assert resolve_config("iql", domain="antmaze").expectile == 0.9
-    assert resolve_config("iql", domain="antmaze").temperature == 10.0
-    assert resolve_config("iql", {"expectile": 0.8}, domain="antmaze").expectile == 0.8
-    assert resolve_config("iql").expectile == 0.7
+    antmaze = "D4RL/antmaze/umaze-v1"
+    assert resolve_config("iql", dataset_id=antmaze).expectile == 0.9
+    assert resolve_config("iql", dataset_id=antmaze).temperature == 10.0
+    assert resolve_config("iql", {"expectile": 0.8}, dataset_id=antmaze).expectile == 0.8
+    assert resolve_config("iql", dataset_id="mujoco/hopper/medium-v0").expectile == 0.7
