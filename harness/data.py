@@ -1,5 +1,7 @@
 """Offline datasets: any Minari id → flat transitions the agents train on, plus what evaluation needs.
 
+``ogbench/<OGBench dataset name>`` ids load through ``ogbench.make_env_and_datasets`` instead.
+
 - Episodes are flattened to transitions; ``masks = 1 - terminations`` (a truncation is not terminal).
 - Box actions with other bounds are rescaled to [-1, 1] for training and back for the environment.
 - Dict observations are flattened through the dataset's observation space, key by key in the
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 from minari.dataset.minari_dataset import parse_dataset_id
 
-import harness.envs  # noqa: F401  (registers flowbench's evaluation envs)
+import harness.envs  # registers flowbench's evaluation envs
 from algos.base import Batch
 from harness import datasets as builders
 
@@ -33,6 +36,7 @@ D4RL_REFERENCE_SCORES: dict[str, tuple[float, float]] = {
 }
 
 ADROIT_TASKS = ("pen", "door", "hammer", "relocate")
+OGBENCH_PREFIX = "ogbench/"
 
 
 class DatasetUnavailable(RuntimeError):
@@ -53,6 +57,9 @@ class ReferenceScores:
 def dataset_domain(dataset_id: str) -> str:
     """The task family a dataset belongs to; presets and reward processing key on it."""
     parts = dataset_id.lower().split("/")
+    if parts[0] == "ogbench" or parts[:2] == ["local", "ogbench"]:
+        # ogbench-cube, ogbench-antmaze, ...: the OGBench env family (pixel variants with their state twins)
+        return "ogbench-" + parts[-1].removeprefix("visual-").split("-")[0]
     if parts[0] == "d4rl" and len(parts) > 1:
         return "adroit" if parts[1] in ADROIT_TASKS else parts[1]
     if parts[0] == "mujoco":
@@ -117,9 +124,12 @@ class OfflineData:
     observation_space: gym.Space
     action_scaler: ActionScaler
     reference: ReferenceScores | None
-    minari_dataset: minari.MinariDataset = field(repr=False)
+    minari_dataset: minari.MinariDataset | None = field(repr=False)  # None for OGBench ids
     obs_mean: np.ndarray | None = None
     obs_std: np.ndarray | None = None
+    # Sources other than Minari (OGBench) bring their evaluation env as a factory.
+    eval_env_id: str | None = None
+    eval_env_fn: Callable[[], gym.Env] | None = field(default=None, repr=False)
 
     @property
     def obs_dim(self) -> int:
@@ -154,11 +164,13 @@ class OfflineData:
         return self.action_scaler.from_unit(actions).astype(np.float32)
 
     def make_eval_env(self) -> gym.Env:
+        if self.eval_env_fn is not None:
+            return self.eval_env_fn()
         return self.minari_dataset.recover_environment(eval_env=True)
 
     def info(self) -> dict[str, Any]:
         """A summary for ``flowbench data info`` and run provenance."""
-        meta = self.minari_dataset.storage.metadata
+        meta = self.minari_dataset.storage.metadata if self.minari_dataset is not None else {}
         return {
             "dataset_id": self.dataset_id,
             "domain": self.domain,
@@ -171,7 +183,8 @@ class OfflineData:
             "reward_min": float(self.rewards.min()),
             "reward_max": float(self.rewards.max()),
             "reference_scores": None if self.reference is None else vars(self.reference),
-            "eval_env": json.loads(meta["eval_env_spec"])["id"] if "eval_env_spec" in meta else None,
+            "eval_env": self.eval_env_id or (json.loads(meta["eval_env_spec"])["id"] if "eval_env_spec" in meta
+                                             else None),
             "description": meta.get("description"),
         }
 
@@ -222,7 +235,20 @@ def reference_scores(dataset: minari.MinariDataset) -> ReferenceScores | None:
 
 def load(dataset_id: str, normalize_obs: bool = False, download: bool = True,
          build_missing: bool = True) -> OfflineData:
-    """Loads a Minari dataset id into flat transitions (see the module docstring)."""
+    """Loads a Minari dataset id, or an ``ogbench/...`` id, into flat transitions (see the module docstring).
+
+    ``download`` and ``build_missing`` concern Minari ids; OGBench downloads what it lacks itself.
+    """
+    if dataset_id.startswith(OGBENCH_PREFIX):
+        data = load_ogbench(dataset_id)
+    else:
+        data = _load_minari(dataset_id, download, build_missing)
+    if normalize_obs:
+        data.normalize_observations()
+    return data
+
+
+def _load_minari(dataset_id: str, download: bool, build_missing: bool) -> OfflineData:
     dataset = open_minari(dataset_id, download=download, build_missing=build_missing)
     obs_space = dataset.observation_space
     scaler = ActionScaler.for_space(dataset.action_space)
@@ -244,7 +270,7 @@ def load(dataset_id: str, normalize_obs: bool = False, download: bool = True,
     reward = np.concatenate(rewards)
     if domain in REWARD_TRANSFORMS:
         reward = REWARD_TRANSFORMS[domain](reward).astype(np.float32)
-    data = OfflineData(
+    return OfflineData(
         dataset_id=dataset_id,
         domain=domain,
         observations=np.concatenate(obs).astype(np.float32),
@@ -258,9 +284,55 @@ def load(dataset_id: str, normalize_obs: bool = False, download: bool = True,
         reference=reference_scores(dataset),
         minari_dataset=dataset,
     )
-    if normalize_obs:
-        data.normalize_observations()
-    return data
+
+
+def load_ogbench(dataset_id: str) -> OfflineData:
+    """``ogbench/<name>``: OGBench's train split and its evaluation env, via ``ogbench.make_env_and_datasets``.
+
+    Single-task datasets come relabelled by OGBench (locomotion r = success − 1, manipulation
+    r = −#unfinished subtasks, mask = 1 − success), so rewards and masks are used as they are.
+    """
+    ogbench = harness.envs.import_ogbench()
+    name = dataset_id.removeprefix(OGBENCH_PREFIX)
+    if "singletask" not in name.split("-"):
+        raise DatasetUnavailable(f"{dataset_id!r} has no rewards; flowbench needs an OGBench "
+                                 f"'-singletask-' dataset, e.g. ogbench/cube-single-play-singletask-task2-v0")
+    try:
+        env, train, _ = ogbench.make_env_and_datasets(name)
+    except Exception as e:  # noqa: BLE001 — a missing file and a failed download get the same advice
+        builds = " or ".join(f"`flowbench data build {i}`" for i in sorted(builders.BUILDERS)
+                             if i.startswith("local/ogbench/"))
+        raise DatasetUnavailable(
+            f"could not load or download OGBench dataset {name!r} ({type(e).__name__}: {e}). If this machine "
+            f"cannot reach the dataset host, copy OGBench's .npz files into {ogbench.utils.DEFAULT_DATASET_DIR} "
+            f"or build an OGBench-style dataset here: {builds}."
+        ) from None
+    return ogbench_to_offline(dataset_id, train, env)
+
+
+def ogbench_to_offline(dataset_id: str, train: dict[str, np.ndarray], env: gym.Env) -> OfflineData:
+    """OGBench's dataset dict (observations, actions, rewards, masks, terminals, next_observations) → ``OfflineData``.
+
+    OGBench's ``terminals`` mark episode ends (time limits included); its ``masks`` mark the task's terminals.
+    """
+    scaler = ActionScaler.for_space(env.action_space)
+    obs_space = env.observation_space
+    return OfflineData(
+        dataset_id=dataset_id,
+        domain=dataset_domain(dataset_id),
+        observations=flatten_observations(obs_space, train["observations"]),
+        actions=scaler.to_unit(np.asarray(train["actions"], dtype=np.float64)).astype(np.float32),
+        rewards=np.asarray(train["rewards"], dtype=np.float32),
+        next_observations=flatten_observations(obs_space, train["next_observations"]),
+        masks=np.asarray(train["masks"], dtype=np.float32),
+        episode_ends=np.asarray(train["terminals"], dtype=bool),
+        observation_space=obs_space,
+        action_scaler=scaler,
+        reference=None,  # OGBench defines no reference returns; its headline metric is the success rate
+        minari_dataset=None,
+        eval_env_id=env.spec.id,
+        eval_env_fn=functools.partial(harness.envs.make_ogbench_task_env, dataset_id.removeprefix(OGBENCH_PREFIX)),
+    )
 
 
 class TransitionBuffer:

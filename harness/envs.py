@@ -136,7 +136,7 @@ OGBENCH_EVAL_ENV_IDS = {"cube-single-play-singletask-task2-v0": "flowbench/CubeS
 OGBENCH_EPISODE_STEPS = {"cube-single-play-singletask-task2-v0": 200}  # OGBench's own time limits
 
 
-def _import_ogbench() -> Any:
+def import_ogbench() -> Any:
     """Imports ogbench without the no-display warning that its viewer import gives on a headless machine."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*DISPLAY environment variable")
@@ -147,16 +147,18 @@ def _import_ogbench() -> Any:
 
 def make_ogbench_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` of an OGBench env id (importing ogbench registers them)."""
-    _import_ogbench()
+    import_ogbench()
     return gym.make(env_id, **kwargs)
 
 
-def make_ogbench_eval(dataset_name: str) -> gym.Env:
-    """The evaluation env of an OGBench dataset name, as ``ogbench.make_env_and_datasets`` picks it.
+def make_ogbench_task_env(dataset_name: str) -> gym.Env:
+    """The env OGBench evaluates a dataset name in: ``ogbench.make_env_and_datasets(name, env_only=True)``."""
+    return import_ogbench().make_env_and_datasets(dataset_name, env_only=True)
 
-    Unwrapped: the registration adds the time limit and gymnasium's checks again.
-    """
-    return _import_ogbench().make_env_and_datasets(dataset_name, env_only=True).unwrapped
+
+def make_ogbench_eval(dataset_name: str) -> gym.Env:
+    """The registered entry point: unwrapped, since the registration adds the time limit and checks again."""
+    return make_ogbench_task_env(dataset_name).unwrapped
 
 
 for _name, _env_id in OGBENCH_EVAL_ENV_IDS.items():

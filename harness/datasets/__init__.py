@@ -156,3 +156,4 @@ def write_dataset(
 # Builders register themselves on import.
 from harness.datasets import toy  # noqa: E402,F401
 from harness.datasets import pointmaze  # noqa: E402,F401
+from harness.datasets import ogbench  # noqa: E402,F401
