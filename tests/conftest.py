@@ -6,9 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
-
-torch.set_num_threads(2)
 
 TOY_TRANSITIONS = 2_000
 MAZE_TRANSITIONS = 5_000
