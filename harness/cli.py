@@ -10,7 +10,8 @@ from typing import Any, Sequence
 from algos import REGISTRY
 from algos.base import ConfigError, UnknownAlgorithm
 
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, UnknownAlgorithm, ValueError, FileExistsError)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, UnknownAlgorithm, ValueError, FileExistsError,
+                                                   FileNotFoundError)
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -79,6 +80,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.report import collect, score_table
+    from harness.run import atomic_write_text
+
+    table = score_table(collect(Path(args.dir)), args.metric).to_markdown()
+    print(table)
+    if args.out:
+        atomic_write_text(Path(args.out), f"{args.metric} at the last evaluation, mean ± std over seeds\n\n{table}\n")
+    return 0
+
+
 def cmd_algos(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
@@ -128,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/demo", help="where the table and plot go")
     p.add_argument("--runs", default="runs/demo", help="where the run directories go")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="table of final scores (datasets × algorithms) from run directories")
+    p.add_argument("dir", help="a directory holding run directories")
+    p.add_argument("--metric", default="normalized_score", choices=["normalized_score", "success_rate", "return_mean"])
+    p.add_argument("--out", help="also write the markdown table to this file")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("algos", help="list registered algorithms")
     p.add_argument("-v", "--verbose", action="store_true", help="show config fields and profiles")

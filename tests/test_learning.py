@@ -55,7 +55,7 @@ def test_flow_bc_imitates_both_modes(toy_data):
     assert off_support(result) < 0.15
 
 
-@pytest.mark.parametrize("name, steps", [("fql", 3000), ("ifql", 3000)])
+@pytest.mark.parametrize("name, steps", [("fql", 3000), ("ifql", 5000)])
 def test_q_guided_flows_pick_the_better_mode_in_support(toy_data, name, steps):
     config = resolve_config(name, profile="cpu", dataset_id="toy/bimodal-v0")
     torch.manual_seed(0)

@@ -82,7 +82,7 @@ def flowbench(*args: str, env=None) -> subprocess.CompletedProcess:
     (["run", "nope", "toy/bimodal-v0"], "valid choices: bc"),
     (["run", "bc", "toy/bimodal-v0", "--set", "lr2=1"], "valid keys: policy"),
     (["run", "bc", "toy/bimodal-v0", "--set", "lr"], "key=value"),
-    (["run", "bc", "toy/nothing-v0"], "flowbench builds: local/pointmaze"),
+    (["run", "bc", "toy/nothing-v0"], "toy/bimodal-v0"),
     (["run", "bc", "toy/bimodal-v0", "--profile", "huge"], "valid profiles: cpu"),
     (["run", "bc", "toy/bimodal-v0", "--steps", "0"], "--steps must be positive"),
 ])
@@ -101,6 +101,9 @@ def test_cli_run_and_data_commands(minari_root, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "normalized score" in result.stdout
     assert (out / "summary.json").exists() and (out / "checkpoint.pt").exists()
+    report = flowbench("report", str(tmp_path), "--out", str(tmp_path / "table.md"))
+    assert report.returncode == 0 and "toy/bimodal-v0" in report.stdout and "bc" in report.stdout
+    assert "toy/bimodal-v0" in (tmp_path / "table.md").read_text()
     listing = flowbench("data", "list")
     assert listing.returncode == 0 and "toy/bimodal-v0" in listing.stdout and "built" in listing.stdout
     info = flowbench("data", "info", "local/pointmaze/umaze-v0")
