@@ -89,7 +89,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     table = score_table(collect(Path(args.dir)), args.metric).to_markdown()
     print(table)
     if args.out:
-        atomic_write_text(Path(args.out), f"{args.metric} at the last evaluation, mean ± std over seeds\n\n{table}\n")
+        unit = " (%)" if args.metric == "success_rate" else ""
+        atomic_write_text(Path(args.out), f"{args.metric}{unit} at the last evaluation, mean ± std over seeds\n\n{table}\n")
     return 0
 
 

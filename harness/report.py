@@ -44,8 +44,13 @@ def final_scores(evals: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_table(evals: pd.DataFrame, metric: str = "normalized_score") -> pd.DataFrame:
-    """Datasets × algorithms, cells "mean ± std" of the final ``metric`` over seeds (n shown if < all)."""
+    """Datasets × algorithms, cells "mean ± std" of the final ``metric`` over seeds (n shown if < all).
+
+    Success rates are shown in percent, as papers report them.
+    """
     final = final_scores(evals)
+    if metric == "success_rate":
+        final = final.assign(success_rate=100.0 * final["success_rate"])
     stats = final.groupby(["dataset", "algo"])[metric].agg(["mean", "std", "count"])
 
     def cell(row: pd.Series) -> str:
