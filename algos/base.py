@@ -128,9 +128,9 @@ class Agent:
         self.device = torch.device(device)
         self.step = 0
         # The agent's own randomness (noise in losses, stochastic acting during training) comes from
-        # this generator so that a resumed run replays exactly.
+        # this generator so that a resumed run replays exactly; the harness seeds it per run.
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(getattr(config, "seed", 0))
+        self.generator.manual_seed(0)
 
     # -- to implement -------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, float]:
