@@ -232,6 +232,9 @@ def train(spec: RunSpec, progress: bool | None = None,
     buffer = data_lib.TransitionBuffer(data, device)
     sampler = torch.Generator(device="cpu").manual_seed(spec.seed)
 
+    if not resume:  # a fresh start: logs of an earlier attempt that never checkpointed are stale
+        for f in ("train.csv", "eval.csv", "summary.json"):
+            (out / f).unlink(missing_ok=True)
     train_log, eval_log = CsvLog(out / "train.csv"), CsvLog(out / "eval.csv", EVAL_COLUMNS)
     seconds_before = 0.0
     sums: dict[str, float] = {}
@@ -243,10 +246,6 @@ def train(spec: RunSpec, progress: bool | None = None,
         seconds_before, sums, count = ckpt["seconds"], ckpt["log_sums"], ckpt["log_count"]
         train_log.truncate_after(agent.step)
         eval_log.truncate_after(agent.step)
-    else:
-        for f in ("train.csv", "eval.csv", "summary.json"):
-            (out / f).unlink(missing_ok=True)
-        train_log, eval_log = CsvLog(out / "train.csv"), CsvLog(out / "eval.csv", EVAL_COLUMNS)
     resolved["resumed_from_step"] = agent.step
     atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, default=str))
 
