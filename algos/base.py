@@ -109,6 +109,7 @@ class Agent:
     - ``config_class``: the config dataclass.
     - ``samples_flow_in_training``: whether ``update`` runs a flow/diffusion sampler.
     - ``policy_update_parts``: names of the losses that form "the policy update" (for timing).
+    - ``steps_field``: the config field holding K, the number of flow/diffusion steps (or None).
     - ``profiles``: named override sets (``cpu``: the small profile for tests and CPU demos).
     - ``presets``: per-dataset overrides as ``(pattern, overrides)`` pairs, ``fnmatch`` patterns on
       the dataset id, applied in order (later ones win), e.g. FQL's alpha table.
@@ -118,6 +119,7 @@ class Agent:
     config_class: ClassVar[type[AgentConfig]] = AgentConfig
     samples_flow_in_training: ClassVar[bool] = False
     policy_update_parts: ClassVar[tuple[str, ...]] = ()
+    steps_field: ClassVar[str | None] = None
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     presets: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = ()
 

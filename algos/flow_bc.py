@@ -31,6 +31,7 @@ class FlowBCConfig(AgentConfig):
 class FlowBC(Agent):
     name = "flow_bc"
     config_class = FlowBCConfig
+    steps_field = "flow_steps"
     policy_update_parts = ("flow",)
     profiles = {"cpu": {"hidden_dims": (256, 256)}}
 

@@ -87,6 +87,7 @@ class FQL(Agent):
     name = "fql"
     config_class = FQLConfig
     samples_flow_in_training = True  # the distillation target integrates the flow for K steps
+    steps_field = "flow_steps"
     policy_update_parts = ("flow", "distill", "q")
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
     presets = FQL_PRESETS

@@ -10,15 +10,13 @@ actions per state (K Euler steps each) and takes the one with the highest min_i 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
-from algos.iql import expectile_loss
-from algos.networks import Critic, soft_update
+from algos.iql import InSampleCritic
 
 
 @dataclass
@@ -44,38 +42,31 @@ class IFQLConfig(AgentConfig):
 class IFQL(Agent):
     name = "ifql"
     config_class = IFQLConfig
+    steps_field = "flow_steps"
     policy_update_parts = ("flow",)
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
 
     def __init__(self, obs_dim: int, act_dim: int, config: IFQLConfig, device: torch.device | str = "cpu"):
         super().__init__(obs_dim, act_dim, config, device)
         c = config
-        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.layer_norm, c.activation).to(self.device)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.value = Critic(obs_dim, 0, c.value_hidden_dims, None, c.layer_norm, c.activation).to(self.device)
+        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
+                                     c.expectile, c.discount).to(self.device)
         self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm).to(self.device)
-        params = [*self.critic.parameters(), *self.value.parameters(), *self.flow.parameters()]
-        self.opt = torch.optim.Adam(params, lr=c.lr)
+        self.opt = torch.optim.Adam([*self.critic.trainable_parameters(), *self.flow.parameters()], lr=c.lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {"critic": self.critic, "target_critic": self.target_critic, "value": self.value, "flow": self.flow}
+        return {"critic": self.critic, "flow": self.flow}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"all": self.opt}
 
     def update(self, batch: Batch) -> dict[str, float]:
-        c = self.config
-        with torch.no_grad():
-            target_q = self.target_critic(batch.obs, batch.actions).min(0).values
-            td_target = batch.rewards + c.discount * batch.masks * self.value(batch.next_obs)
-        value_loss = expectile_loss(target_q - self.value(batch.obs), c.expectile)
-        q = self.critic(batch.obs, batch.actions)
-        critic_loss = ((q - td_target) ** 2).mean(1).sum()
+        value_loss, critic_loss, q = self.critic.losses(batch)
         flow_loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.generator)
         self.opt.zero_grad(set_to_none=True)
         (value_loss + critic_loss + flow_loss).backward()
         self.opt.step()
-        soft_update(self.target_critic, self.critic, c.tau)
+        self.critic.update_target(self.config.tau)
         self.step += 1
         return {"value_loss": value_loss.item(), "critic_loss": critic_loss.item(), "flow_loss": flow_loss.item(),
                 "q_mean": q.mean().item()}
@@ -86,6 +77,6 @@ class IFQL(Agent):
         repeated = obs.repeat_interleave(k, dim=0)
         noise = torch.randn((n * k, self.act_dim), generator=generator, device=obs.device)
         candidates = euler_sample(self.flow, repeated, noise, self.config.flow_steps)
-        q = self.critic(repeated, candidates).min(0).values.reshape(n, k)
+        q = self.critic.q(repeated, candidates).min(0).values.reshape(n, k)
         best = q.argmax(1)
         return candidates.reshape(n, k, self.act_dim)[torch.arange(n, device=obs.device), best]

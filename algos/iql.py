@@ -10,9 +10,12 @@ Polyak averaging of the target critic.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
+from torch import nn
 
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.networks import Critic, GaussianActor, soft_update
@@ -46,6 +49,35 @@ class IQLConfig(AgentConfig):
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     weight = torch.where(diff > 0, expectile, 1.0 - expectile)
     return (weight * diff**2).mean()
+
+
+class InSampleCritic(nn.Module):
+    """IQL's in-sample critic as one module, for the agents that pair it with a generative policy
+    (IFQL, FlowQ, QIPO): twin Q, its Polyak target and an expectile value, trained jointly on
+    L_V + L_Q (the losses above), never querying an action outside the dataset."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dims: Sequence[int], layer_norm: bool, activation: str,
+                 expectile: float, discount: float):
+        super().__init__()
+        self.expectile, self.discount = expectile, discount
+        self.q = Critic(obs_dim, act_dim, hidden_dims, 2, layer_norm, activation)
+        self.target_q = copy.deepcopy(self.q).requires_grad_(False)
+        self.value = Critic(obs_dim, 0, hidden_dims, None, layer_norm, activation)
+
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(L_V, L_Q, Q(s, a) of both heads)."""
+        with torch.no_grad():
+            target_q = self.target_q(batch.obs, batch.actions).min(0).values
+            td_target = batch.rewards + self.discount * batch.masks * self.value(batch.next_obs)
+        value_loss = expectile_loss(target_q - self.value(batch.obs), self.expectile)
+        q = self.q(batch.obs, batch.actions)
+        return value_loss, ((q - td_target) ** 2).mean(1).sum(), q
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [*self.q.parameters(), *self.value.parameters()]
+
+    def update_target(self, tau: float) -> None:
+        soft_update(self.target_q, self.q, tau)
 
 
 @register

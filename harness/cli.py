@@ -73,6 +73,13 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_toy_figure(args: argparse.Namespace) -> int:
+    from harness.toy_figure import make_toy_figure
+
+    make_toy_figure(out=args.out, samples=args.samples, seed=args.seed)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
@@ -143,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/demo", help="where the table and plot go")
     p.add_argument("--runs", default="runs/demo", help="where the run directories go")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("toy-figure", help="train the flow methods on toy/bimodal-v0 and scatter their actions "
+                                          "next to the data (results/toy)")
+    p.add_argument("--out", default="results/toy", help="where the figure, samples and summary go")
+    p.add_argument("--samples", type=int, default=1000, help="actions drawn per panel")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_toy_figure)
 
     p = sub.add_parser("report", help="table of final scores (datasets × algorithms) from run directories")
     p.add_argument("dir", help="a directory holding run directories")

@@ -121,7 +121,7 @@ def test_ifql_acts_with_the_best_of_n_flow_samples(maze_data):
     chosen = agent.act(obs, torch.Generator().manual_seed(3))
     noise = torch.randn((6 * 8, 2), generator=torch.Generator().manual_seed(3))
     candidates = euler_sample(agent.flow, obs.repeat_interleave(8, 0), noise, config.flow_steps)
-    q = agent.critic(obs.repeat_interleave(8, 0), candidates).min(0).values.reshape(6, 8)
+    q = agent.critic.q(obs.repeat_interleave(8, 0), candidates).min(0).values.reshape(6, 8)
     with torch.no_grad():
         best = candidates.reshape(6, 8, 2)[torch.arange(6), q.argmax(1)]
     torch.testing.assert_close(chosen, best)

@@ -1,0 +1,138 @@
+"""``flowbench toy-figure``: the FlowQ paper's Figure 1/2 idea on ``toy/bimodal-v0``.
+
+The data has two equally likely action modes; the upper one pays 1.0 and the lower 0.5. Imitation
+(flow BC) reproduces both; a Q-guided policy should put its mass on the upper mode and stay inside
+it. Each panel trains one method (``cpu`` profile, the toy's presets) and scatters 1000 of its
+actions next to the data's. The same settings are the learning tests' (tests/test_energy_family.py).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness import datasets
+from harness.run import atomic_write_text
+
+TOY_DATASET = "toy/bimodal-v0"
+
+
+@dataclass(frozen=True)
+class ToyPanel:
+    label: str
+    algo: str
+    steps: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+QIPO_TOY_PHASES = {"bc_warmup_steps": 1500, "critic_warmup_steps": 500, "renew_every": 500}
+
+# h = t² accumulates 2.5× less guidance than h = t (Λ(1) = 1/30 against 1/12), so it gets 2.5× the λ.
+TOY_PANELS = (
+    ToyPanel("flow BC", "flow_bc", 4000),
+    ToyPanel("FlowQ, h = t", "flowq", 8000, {"schedule": "t", "energy_scale": 32.0}),
+    ToyPanel("FlowQ, h = t²", "flowq", 6000, {"schedule": "t2", "energy_scale": 80.0}),
+    ToyPanel("FlowQ, h = t²/(1−t)", "flowq", 6000, {"schedule": "t2_over_1mt", "energy_scale": 32.0}),
+    ToyPanel("QIPO (OT)", "qipo", 5000, QIPO_TOY_PHASES),
+    ToyPanel("QIPO-Diff", "qipo_diff", 6000, QIPO_TOY_PHASES),
+    ToyPanel("Diffusion-QL", "diffusion_ql", 2500),
+)
+
+
+def train_toy_agent(panel: ToyPanel, data=None, seed: int = 0):
+    """Trains one panel's agent on the toy (batch 256) and returns it."""
+    import torch
+
+    from algos import make_agent, resolve_config
+    from harness.data import TransitionBuffer, load
+
+    data = data if data is not None else load(TOY_DATASET)
+    config = resolve_config(panel.algo, panel.overrides, profile="cpu", dataset_id=TOY_DATASET)
+    torch.manual_seed(seed)
+    agent = make_agent(panel.algo, data.obs_dim, data.act_dim, config)
+    buffer, generator = TransitionBuffer(data), torch.Generator().manual_seed(seed)
+    for _ in range(panel.steps):
+        agent.update(buffer.sample(config.batch_size, generator))
+    return agent
+
+
+def _panel_samples(panel: ToyPanel, samples: int, seed: int) -> pd.DataFrame:
+    import torch
+
+    from harness.envs import bimodal_reward
+
+    torch.set_num_threads(1)
+    agent = train_toy_agent(panel, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    obs = torch.rand((samples, 2), generator=g) * 2 - 1
+    actions = agent.act(obs, g).numpy()
+    return pd.DataFrame({"panel": panel.label, "a0": actions[:, 0], "a1": actions[:, 1],
+                         "reward": bimodal_reward(actions)})
+
+
+def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: int = 0,
+                    panels: tuple[ToyPanel, ...] = TOY_PANELS) -> Path:
+    """Trains every panel (one process per core), writes samples.csv, summary.md and toy_figure.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from tqdm.auto import tqdm
+
+    from harness.data import load
+    from harness.envs import BIMODAL_LOWER, BIMODAL_RADIUS, BIMODAL_UPPER
+
+    out = Path(out)
+    if not datasets.is_local(TOY_DATASET):
+        datasets.build(TOY_DATASET)
+    data = load(TOY_DATASET)
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(data.actions), size=min(samples, len(data.actions)), replace=False)
+    frames = [pd.DataFrame({"panel": "data", "a0": data.actions[picked, 0], "a1": data.actions[picked, 1],
+                            "reward": data.rewards[picked]})]
+    workers = max(1, min(os.cpu_count() or 1, len(panels)))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_panel_samples, panel, samples, seed) for panel in panels]
+        for future in tqdm(futures, desc="toy panels", unit="panel"):
+            frames.append(future.result())
+    table = pd.concat(frames, ignore_index=True)
+
+    summary = table.groupby("panel", sort=False).agg(
+        upper=("reward", lambda r: (r == 1.0).mean()), lower=("reward", lambda r: (r == 0.5).mean()),
+        off_support=("reward", lambda r: (r == 0.0).mean()), mean_reward=("reward", "mean"))
+    summary["normalized_score"] = (summary["mean_reward"] - 0.5) / 0.5 * 100
+    steps = {p.label: p.steps for p in panels}
+    summary.insert(0, "steps", [steps.get(label, "") for label in summary.index])
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "samples.csv", table.to_csv(index=False))
+    atomic_write_text(out / "summary.md", (
+        f"`toy/bimodal-v0`: {samples} actions per panel (seed {seed}, `cpu` profile, toy presets); "
+        "regenerate with `flowbench toy-figure`.\n\n" + summary.to_markdown(floatfmt=".3f") + "\n"))
+
+    sns.set_theme(style="whitegrid")
+    grid = sns.FacetGrid(table, col="panel", col_wrap=4, height=2.6, xlim=(-1, 1), ylim=(-1, 1))
+    grid.map_dataframe(sns.scatterplot, x="a0", y="a1", s=6, alpha=0.4, linewidth=0, color="C0")
+    for ax in grid.axes.flat:
+        for centre, colour in ((BIMODAL_UPPER, "C2"), (BIMODAL_LOWER, "C1")):
+            ax.add_patch(plt.Circle(tuple(centre), BIMODAL_RADIUS, fill=False, color=colour, lw=1.2))
+        ax.set_aspect("equal")
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("action 0", "action 1")
+    grid.figure.suptitle("toy/bimodal-v0: upper mode (green) pays 1.0, lower (orange) 0.5", y=1.02)
+    png = out / "toy_figure.png"
+    tmp = png.with_name(".tmp-" + png.name)
+    grid.figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, png)
+    plt.close(grid.figure)
+    print(summary.to_markdown(floatfmt=".3f"))
+    print(f"\nwrote {png}, {out / 'samples.csv'} and {out / 'summary.md'}")
+    return png
