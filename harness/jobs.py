@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import signal
 import traceback
-from pathlib import Path
 from typing import Any
 
 import submitit
 
-from harness.run import RunInterrupted, RunSpec, atomic_write_text, train
-from harness.status import ERROR_FILE, read_json
+from harness.run import ERROR_FILE, RunInterrupted, RunSpec, atomic_write_text, train
+from harness.status import read_json
 
 
 class RunFailed(RuntimeError):
@@ -83,4 +82,4 @@ class RunJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(RunJob(self.specs, self.threads))
 
     def __repr__(self) -> str:
-        return f"RunJob({', '.join(str(Path(s.out_dir()).name) for s in self.specs)})"
+        return f"RunJob({', '.join(f'{s.algo}/{s.dataset}/seed{s.seed}' for s in self.specs)})"

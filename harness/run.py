@@ -211,7 +211,10 @@ def check_resumable(out: Path, resolved: dict[str, Any]) -> bool:
     """True if ``out`` holds a checkpoint of this config; raises if it holds another run."""
     config_path = out / "config.json"
     if not config_path.exists():
-        if out.exists() and any(p.name not in (JOB_FILE, ERROR_FILE) for p in out.iterdir()):
+        # a scheduler's files (and their hidden temporaries, being written right now) are no run
+        foreign = [p for p in out.iterdir() if p.name not in (JOB_FILE, ERROR_FILE) and not p.name.startswith(".")] \
+            if out.exists() else []
+        if foreign:
             raise RunConfigMismatch(f"{out} is not empty and holds no flowbench run; choose another --out")
         return False
     previous = json.loads(config_path.read_text())

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.jobs import RunJob
-from harness.run import RunSpec, atomic_write_text, config_hash, identity_diff, run_identity
-from harness.status import ERROR_FILE, JOB_FILE, SLURM_ACTIVE, job_states, read_json, run_status
+from harness.run import ERROR_FILE, JOB_FILE, RunSpec, atomic_write_text, config_hash, identity_diff, run_identity
+from harness.status import SLURM_ACTIVE, job_states, read_json, run_status
 from harness.suites import Resources, Suite, SuiteError, as_mapping, check_fields, parse_resources, read_yaml_mapping
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
