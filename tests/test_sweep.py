@@ -197,6 +197,19 @@ def test_failing_run_shows_its_error_in_status(minari_root, slurm_cluster, tmp_p
     assert dry.returncode == 0 and "after an error" in dry.stdout and "submitted job array" not in dry.stdout
 
 
+def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_path):
+    # lr = 1e30 takes the deterministic BC head to NaN within ten steps: the run stops with FloatingPointError
+    suite = write_suite(tmp_path / "nan.yaml", "nan", datasets={"toy/bimodal-v0": {}}, seeds=[0], steps=100,
+                        algorithms={"bc": {"overrides": {"lr": 1e30, "policy": "deterministic"}}},
+                        eval_every=100, eval_episodes=2, log_every=10, profile="cpu", resources=dict(cpus=1))
+    result = flowbench("sweep", str(suite), "--results", str(tmp_path))
+    assert result.returncode == 0 and "failed" in result.stdout, result.stdout + result.stderr
+    status = flowbench("status", str(tmp_path / "nan"))
+    assert "1 runs: 1 diverged" in status.stdout and "non-finite loss at step 10" in status.stdout, status.stdout
+    again = flowbench("sweep", str(suite), "--results", str(tmp_path), "--dry-run")
+    assert "diverged; delete the run directory" in again.stdout and "0 runs to submit" in again.stdout
+
+
 @pytest.mark.parametrize("fields, message", [
     (dict(algorithms=["nope"]), "unknown algorithm 'nope'; valid choices: bc"),
     (dict(stepz=5), "unknown field(s) 'stepz'; valid fields: name"),
