@@ -62,7 +62,8 @@ class Resources:
 
 @dataclass(frozen=True)
 class SuiteRun:
-    """One cell of the grid: its name (``label/dataset/seedK``), how to train it, and its dataset's build size."""
+    """One cell of the grid: its name (its directory under the suite's, ``label/dataset/seedK``), how to train
+    it, and its dataset's build size."""
 
     name: str
     label: str
@@ -244,6 +245,6 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
                 spec = RunSpec(algo=algo, dataset=str(dataset), seed=seed, out=str(out), overrides=dict(overrides),
                                profile=profile, normalize_obs=bool(raw.get("normalize_obs", False)),
                                device=str(raw.get("device", "auto")), **run_schedule)
-                runs.append(SuiteRun(f"{label}/{dataset}/seed{seed}", str(label), spec, transitions))
+                runs.append(SuiteRun(str(out.relative_to(root)), str(label), spec, transitions))
     return Suite(name=name, description=str(raw.get("description", "")).strip(), path=path, runs=tuple(runs),
                  resources=parse_resources(raw.get("resources"), f"{where}: resources"), root=root)

@@ -252,7 +252,7 @@ def test_shipped_suites_load_and_dry_run_submits_nothing(minari_root, tmp_path):
     assert {(r.spec.steps, r.spec.eval_every, r.spec.eval_episodes) for r in ogbench.runs} == {(1_000_000, 100_000, 50)}
     result = flowbench("sweep", "d4rl-antmaze", "--dry-run", "--executor", "slurm", "--results", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "fql/D4RL/antmaze/large-play-v1/seed7" in result.stdout
+    assert "fql/D4RL_antmaze_large-play-v1/seed7" in result.stdout
     assert "dry run: 384 runs to submit in 384 jobs" in result.stdout
     assert not (tmp_path / "d4rl-antmaze").exists()
 
