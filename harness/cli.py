@@ -101,6 +101,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.suites import load_suite
+    from harness.sweep import load_profile, sweep
+
+    suite = load_suite(args.suite, results=args.results)
+    profile = load_profile(args.cluster_profile) if args.cluster_profile else None
+    sweep(suite, executor=args.executor, profile=profile, dry_run=args.dry_run, wait=args.wait)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.status import collect_status, status_table
+
+    print(status_table(collect_status(Path(args.dir))))
+    return 0
+
+
 def cmd_algos(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
@@ -163,6 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="normalized_score", choices=["normalized_score", "success_rate", "return_mean"])
     p.add_argument("--out", help="also write the markdown table to this file")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sweep", help="run a suite (algorithms × datasets × seeds) as submitit jobs: a SLURM job "
+                                     "array, or local processes")
+    p.add_argument("suite", help="suite YAML file, or the name of a shipped suite (slurm/suites/NAME.yaml)")
+    p.add_argument("--executor", default="local", choices=["local", "slurm", "debug"],
+                   help="local: processes on this machine (default); slurm: one job array; debug: in this process")
+    p.add_argument("--cluster-profile", help="cluster profile YAML, or a name in slurm/profiles/ (e.g. example-gpu)")
+    p.add_argument("--results", default="runs", help="run directories go to RESULTS/SUITE/ALGO/DATASET/seedS")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and what would happen; submit nothing")
+    p.add_argument("--wait", action="store_true", help="slurm: wait until every job has ended")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("status", help="one row per run under DIR: state, step, last score, job id; errors of failed runs")
+    p.add_argument("dir", help="a suite's results directory, e.g. runs/demo")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("algos", help="list registered algorithms")
     p.add_argument("-v", "--verbose", action="store_true", help="show config fields and profiles")

@@ -24,7 +24,10 @@ def collect(root: Path) -> pd.DataFrame:
             continue
         frame = pd.read_csv(eval_csv)
         identity = config["identity"]
-        frame.insert(0, "algo", identity["algo"])
+        # a suite may run one algorithm under several labels (configs): its job.json names the label
+        job = run / "job.json"
+        label = json.loads(job.read_text()).get("label") if job.exists() else None
+        frame.insert(0, "algo", label or identity["algo"])
         frame.insert(1, "dataset", identity["dataset"])
         frame.insert(2, "domain", config.get("domain"))
         frame.insert(3, "seed", identity["seed"])

@@ -36,12 +36,24 @@ from algos.base import matching_presets
 from harness import data as data_lib
 from harness.evaluation import evaluate
 
+# Files a scheduler keeps in a run directory next to the run's own: the job it was submitted in, and
+# the traceback of a failed attempt (harness.sweep / harness.jobs).
+JOB_FILE = "job.json"
+ERROR_FILE = "error.txt"
 EVAL_COLUMNS = ["step", "seconds", "return_mean", "return_std", "normalized_score", "success_rate"]
 VERSIONED_PACKAGES = ("flowbench", "torch", "numpy", "minari", "gymnasium", "gymnasium-robotics", "mujoco")
 
 
 class RunConfigMismatch(RuntimeError):
     """The run directory holds a run of a different configuration."""
+
+
+class RunInterrupted(Exception):
+    """Training stopped early on request (``should_stop``), right after saving a checkpoint."""
+
+    def __init__(self, step: int):
+        super().__init__(f"interrupted at step {step}, checkpoint saved")
+        self.step = step
 
 
 @dataclass
@@ -158,6 +170,19 @@ def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
+def run_identity(spec: RunSpec, agent_config: AgentConfig | None = None) -> dict[str, Any]:
+    """What must match for a run directory to be resumed: ``config.json``'s ``identity``."""
+    if agent_config is None:
+        agent_config = resolve_config(spec.algo, spec.overrides, spec.profile, spec.dataset)
+    return {
+        "algo": spec.algo,
+        "dataset": spec.dataset,
+        "seed": spec.seed,
+        "normalize_obs": spec.normalize_obs,
+        "agent": agent_config.to_dict(),
+    }
+
+
 def prepare(spec: RunSpec) -> tuple[dict[str, Any], data_lib.OfflineData, AgentConfig]:
     """Validates everything (algorithm, config keys, dataset) before anything is written."""
     domain = data_lib.dataset_domain(spec.dataset)
@@ -166,13 +191,7 @@ def prepare(spec: RunSpec) -> tuple[dict[str, Any], data_lib.OfflineData, AgentC
         if getattr(spec, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(spec, name)}")
     data = data_lib.load(spec.dataset, normalize_obs=spec.normalize_obs)
-    identity = {
-        "algo": spec.algo,
-        "dataset": spec.dataset,
-        "seed": spec.seed,
-        "normalize_obs": spec.normalize_obs,
-        "agent": agent_config.to_dict(),
-    }
+    identity = run_identity(spec, agent_config)
     resolved = {
         "identity": identity,
         "config_hash": config_hash(identity),
@@ -192,24 +211,27 @@ def check_resumable(out: Path, resolved: dict[str, Any]) -> bool:
     """True if ``out`` holds a checkpoint of this config; raises if it holds another run."""
     config_path = out / "config.json"
     if not config_path.exists():
-        if out.exists() and any(out.iterdir()):
+        # a scheduler's files (and their hidden temporaries, being written right now) are no run
+        foreign = [p for p in out.iterdir() if p.name not in (JOB_FILE, ERROR_FILE) and not p.name.startswith(".")] \
+            if out.exists() else []
+        if foreign:
             raise RunConfigMismatch(f"{out} is not empty and holds no flowbench run; choose another --out")
         return False
     previous = json.loads(config_path.read_text())
     if previous["identity"] != resolved["identity"]:
-        diff = _diff(previous["identity"], resolved["identity"])
+        diff = identity_diff(previous["identity"], resolved["identity"])
         raise RunConfigMismatch(
             f"{out} holds a run with a different config ({diff}); use another --out, or delete it to start over"
         )
     return (out / "checkpoint.pt").exists()
 
 
-def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
+def identity_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
     parts = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            inner = _diff(a, b, f"{prefix}{k}.")
+            inner = identity_diff(a, b, f"{prefix}{k}.")
             if inner:
                 parts.append(inner)
         elif a != b:
@@ -218,8 +240,14 @@ def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
 
 
 def train(spec: RunSpec, progress: bool | None = None,
-          on_checkpoint: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Runs (or resumes) ``spec`` to ``spec.steps`` and returns the summary."""
+          on_checkpoint: Callable[[int], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Runs (or resumes) ``spec`` to ``spec.steps`` and returns the summary.
+
+    ``should_stop`` is asked after every update; when it says yes, the run saves a checkpoint at that
+    step boundary and raises ``RunInterrupted`` (a preempted cluster job stops this way, so its
+    requeued continuation resumes from exactly where it stopped).
+    """
     resolved, data, agent_config = prepare(spec)
     out = spec.out_dir()
     resume = check_resumable(out, resolved)
@@ -283,6 +311,10 @@ def train(spec: RunSpec, progress: bool | None = None,
             bar.set_postfix(score=f"{result.normalized_score:.1f}", ret=f"{result.return_mean:.3g}")
         if step % checkpoint_every == 0 or step == spec.steps:
             save_checkpoint()
+        if should_stop is not None and step < spec.steps and should_stop():
+            save_checkpoint()
+            bar.close()
+            raise RunInterrupted(step)
     bar.close()
     summary = {
         "algo": spec.algo,

@@ -1,0 +1,85 @@
+"""The callable a sweep's jobs run: one or more runs, one after another, requeued on preemption.
+
+submitit pickles a ``RunJob`` and calls it inside the job. On SIGUSR2 (SLURM sends it before a
+time limit, and on preemption or ``scancel --signal=USR2``) submitit calls ``checkpoint()``, requeues
+the job and exits. Saving a run from inside the signal handler would catch the agent mid-update, so
+``RunJob`` takes the signal itself and only notes it; the training loop sees the note at the next
+step boundary, saves a checkpoint there and stops, and only then is submitit's handler run. The
+requeued job resumes every unfinished run from its checkpoint (``harness.run`` drops CSV rows
+written after a checkpoint, so none is lost or repeated) and skips the finished ones.
+
+A run that raises leaves its traceback in ``error.txt`` in its directory (``flowbench status``
+shows it); the job then goes on with its other runs and fails at the end.
+"""
+
+from __future__ import annotations
+
+import signal
+import traceback
+from typing import Any
+
+import submitit
+
+from harness.run import ERROR_FILE, RunInterrupted, RunSpec, atomic_write_text, train
+from harness.status import read_json
+
+
+class RunFailed(RuntimeError):
+    """One or more runs of a job raised (their tracebacks are in their error.txt)."""
+
+
+def is_finished(spec: RunSpec) -> bool:
+    summary = read_json(spec.out_dir() / "summary.json")
+    return summary is not None and summary.get("steps", 0) >= spec.steps
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """Trains ``specs`` one after another with ``threads`` torch threads."""
+
+    def __init__(self, specs: list[RunSpec], threads: int = 1):
+        self.specs = list(specs)
+        self.threads = threads
+        self._stop_signal: int | None = None
+
+    def __call__(self) -> list[dict[str, Any]]:
+        import torch
+
+        torch.set_num_threads(self.threads)
+        submitit_handler = signal.getsignal(signal.SIGUSR2)
+        if callable(submitit_handler):  # inside a submitit job: defer the checkpoint to a step boundary
+            signal.signal(signal.SIGUSR2, self._note_signal)
+        summaries, failed = [], []
+        for spec in self.specs:
+            if is_finished(spec):
+                continue
+            if self._stop_signal is not None:
+                self._requeue(submitit_handler)
+            out = spec.out_dir()
+            (out / ERROR_FILE).unlink(missing_ok=True)
+            try:
+                summaries.append(train(spec, progress=False, should_stop=lambda: self._stop_signal is not None))
+            except RunInterrupted as stop:
+                print(f"{out}: {stop}; requeueing", flush=True)
+                self._requeue(submitit_handler)
+            except Exception:  # noqa: BLE001 — any failure is recorded for `flowbench status`, then the next run
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(out / ERROR_FILE, traceback.format_exc())
+                failed.append(str(out))
+        if failed:
+            raise RunFailed(f"{len(failed)} of {len(self.specs)} runs failed (see error.txt): {', '.join(failed)}")
+        return summaries
+
+    def _note_signal(self, signum: int, frame: Any) -> None:
+        self._stop_signal = signum
+
+    def _requeue(self, submitit_handler: Any) -> None:
+        """Hands over to submitit's handler: it calls ``checkpoint()``, requeues the job and exits."""
+        signal.signal(signal.SIGUSR2, submitit_handler)
+        submitit_handler(self._stop_signal, None)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        # The runs' state is on disk (checkpoint.pt); the requeued job needs only the specs.
+        return submitit.helpers.DelayedSubmission(RunJob(self.specs, self.threads))
+
+    def __repr__(self) -> str:
+        return f"RunJob({', '.join(f'{s.algo}/{s.dataset}/seed{s.seed}' for s in self.specs)})"

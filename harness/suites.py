@@ -1,0 +1,250 @@
+"""Suites: a comparison grid (algorithms × datasets × seeds) with its schedule and resources, in YAML.
+
+A suite file::
+
+    name: d4rl-antmaze                # default: the file name
+    description: what it reproduces
+    algorithms:                       # label -> {algo, overrides, profile}; a plain list of names works too
+      fql: {}
+      flowq-t2: {algo: flowq, overrides: {schedule: t2}}
+    datasets:                         # id -> per-dataset schedule (and build size for local datasets)
+      D4RL/antmaze/umaze-v1: {}
+      toy/bimodal-v0: {steps: 3000, eval_every: 1000, transitions: 5000}
+    seeds: 8                          # a count (0..n-1) or a list
+    steps: 500000
+    eval_every: 100000
+    eval_episodes: 50
+    profile: cpu                      # optional, for every algorithm without its own
+    resources: {gpus: 1, cpus: 8, mem_gb: 32, time_min: 1440, array_parallelism: 64, runs_per_job: 1}
+
+Everything is checked before anything runs: unknown fields, algorithms, agent config keys, profiles
+and local datasets are reported with the valid choices (``SuiteError``, exit status 2 in the CLI).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from algos import REGISTRY, resolve_config
+from algos.base import ConfigError, UnknownAlgorithm
+from harness.run import RunSpec
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "slurm" / "suites"
+
+SCHEDULE_FIELDS = ("steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every")
+SUITE_FIELDS = ("name", "description", "algorithms", "datasets", "seeds", *SCHEDULE_FIELDS, "profile",
+                "normalize_obs", "device", "resources")
+ALGORITHM_FIELDS = ("algo", "overrides", "profile")
+DATASET_FIELDS = (*SCHEDULE_FIELDS, "transitions")
+LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class SuiteError(ValueError):
+    """A suite or cluster profile file that is malformed or names something that does not exist."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one job asks the scheduler for (one job runs ``runs_per_job`` runs one after another)."""
+
+    gpus: int = 0
+    cpus: int = 1  # also the run's torch threads
+    mem_gb: float = 4.0
+    time_min: int = 60
+    array_parallelism: int = 64  # at most this many jobs of the array at once
+    runs_per_job: int = 1
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One cell of the grid: its name (its directory under the suite's, ``label/dataset/seedK``), how to train
+    it, and its dataset's build size."""
+
+    name: str
+    label: str
+    spec: RunSpec
+    transitions: int | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    path: Path
+    runs: tuple[SuiteRun, ...]
+    resources: Resources
+    root: Path  # results/<suite name>
+
+    def datasets_to_build(self) -> dict[str, int | None]:
+        """Local (buildable) datasets of the suite and their build sizes."""
+        from harness import datasets
+
+        return {r.spec.dataset: r.transitions for r in self.runs if r.spec.dataset in datasets.BUILDERS}
+
+
+def shipped_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def suite_path(name_or_path: str | Path) -> Path:
+    """A suite file: a path, or the name of a suite shipped in ``slurm/suites/``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SUITES_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise SuiteError(f"no suite file {str(name_or_path)!r}; shipped suites: {', '.join(shipped_suites())}")
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SuiteError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: a {what} is a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def check_fields(values: dict[str, Any], valid: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise SuiteError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; valid fields: {', '.join(valid)}")
+
+
+def as_int(value: Any, where: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SuiteError(f"{where} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def as_mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SuiteError(f"{where} must be a mapping, got {value!r}")
+    return value
+
+
+def parse_resources(values: Any, where: str, base: Resources = Resources()) -> Resources:
+    values = as_mapping(values, where)
+    check_fields(values, tuple(f.name for f in fields(Resources)), where)
+    out = {}
+    for f in fields(Resources):
+        if f.name not in values:
+            out[f.name] = getattr(base, f.name)
+        elif f.name == "mem_gb":
+            if isinstance(values[f.name], bool) or not isinstance(values[f.name], (int, float)) or values[f.name] <= 0:
+                raise SuiteError(f"{where}.mem_gb must be a positive number, got {values[f.name]!r}")
+            out[f.name] = float(values[f.name])
+        else:
+            out[f.name] = as_int(values[f.name], f"{where}.{f.name}", minimum=0 if f.name == "gpus" else 1)
+    return Resources(**out)
+
+
+def check_dataset_id(dataset_id: str, where: str) -> None:
+    """Rejects ids that cannot exist: malformed ones, and unknown ids in flowbench's local namespaces.
+
+    Remote ids (D4RL/..., mujoco/..., ogbench/...) cannot be checked offline; a missing one fails
+    in its job and shows in ``flowbench status``.
+    """
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    from harness import datasets
+    from harness.data import OGBENCH_PREFIX
+
+    if dataset_id.startswith(OGBENCH_PREFIX):
+        return
+    try:
+        namespace = parse_dataset_id(dataset_id)[0] or ""
+    except ValueError as e:
+        raise SuiteError(f"{where}: {e} Example ids: toy/bimodal-v0, D4RL/antmaze/umaze-v1") from None
+    local_roots = {n.split("/")[0] for n in datasets.builder_namespaces()}
+    if dataset_id not in datasets.BUILDERS and namespace.split("/")[0] in local_roots and not datasets.is_local(dataset_id):
+        raise SuiteError(f"{where}: unknown dataset {dataset_id!r}; flowbench builds: {', '.join(sorted(datasets.BUILDERS))}")
+
+
+def run_dir(root: Path, label: str, dataset: str, seed: int) -> Path:
+    return root / label / dataset.replace("/", "_") / f"seed{seed}"
+
+
+def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
+    """Reads, checks and expands a suite into runs under ``results/<suite name>/``."""
+    path = suite_path(name_or_path)
+    raw = read_yaml_mapping(path, "suite")
+    where = f"suite {path.name}"
+    check_fields(raw, SUITE_FIELDS, where)
+    name = str(raw.get("name", path.stem))
+    if not LABEL.match(name):
+        raise SuiteError(f"{where}: name {name!r} must be letters, digits, '_', '-', '.' or '+'")
+    for required in ("algorithms", "datasets"):
+        if not raw.get(required):
+            raise SuiteError(f"{where}: '{required}' is required and must not be empty")
+
+    algorithms = raw["algorithms"]
+    if isinstance(algorithms, list):
+        algorithms = {str(a): {} for a in algorithms}
+    algorithms = as_mapping(algorithms, f"{where}: algorithms")
+    datasets_ = raw["datasets"]
+    if isinstance(datasets_, list):
+        datasets_ = {str(d): {} for d in datasets_}
+    datasets_ = as_mapping(datasets_, f"{where}: datasets")
+
+    seeds = raw.get("seeds", 1)
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = list(range(as_int(seeds, f"{where}: seeds")))
+    elif not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise SuiteError(f"{where}: seeds must be a count or a list of non-negative integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise SuiteError(f"{where}: seeds repeat: {seeds}")
+
+    schedule = {k: raw[k] for k in SCHEDULE_FIELDS if k in raw}
+    default_profile = raw.get("profile")
+    root = Path(results).resolve() / name
+    runs = []
+    for label, entry in algorithms.items():
+        entry_where = f"{where}: algorithms.{label}"
+        entry = as_mapping(entry, entry_where)
+        check_fields(entry, ALGORITHM_FIELDS, entry_where)
+        if not LABEL.match(str(label)):
+            raise SuiteError(f"{entry_where}: labels are letters, digits, '_', '-', '.' or '+'")
+        algo = str(entry.get("algo", label))
+        if algo not in REGISTRY:
+            raise SuiteError(f"{entry_where}: unknown algorithm {algo!r}; valid choices: {', '.join(sorted(REGISTRY))}")
+        overrides = as_mapping(entry.get("overrides"), f"{entry_where}.overrides")
+        profile = entry.get("profile", default_profile)
+        for dataset, ds_entry in datasets_.items():
+            ds_where = f"{where}: datasets.{dataset}"
+            ds_entry = as_mapping(ds_entry, ds_where)
+            check_fields(ds_entry, DATASET_FIELDS, ds_where)
+            check_dataset_id(str(dataset), ds_where)
+            transitions = ds_entry.get("transitions")
+            if transitions is not None:
+                from harness import datasets
+
+                if dataset not in datasets.BUILDERS:
+                    raise SuiteError(f"{ds_where}: 'transitions' applies only to datasets flowbench builds "
+                                     f"({', '.join(sorted(datasets.BUILDERS))})")
+                as_int(transitions, f"{ds_where}.transitions")
+            run_schedule = {**schedule, **{k: ds_entry[k] for k in SCHEDULE_FIELDS if k in ds_entry}}
+            for k, v in run_schedule.items():
+                if not (k == "checkpoint_every" and v is None):
+                    as_int(v, f"{ds_where}: {k}")
+            try:  # unknown config keys and profiles are caught here, not in a job hours later
+                resolve_config(algo, overrides, profile, str(dataset))
+            except (ConfigError, UnknownAlgorithm) as e:
+                raise SuiteError(f"{entry_where} on {dataset}: {e}") from None
+            for seed in seeds:
+                out = run_dir(root, str(label), str(dataset), seed)
+                spec = RunSpec(algo=algo, dataset=str(dataset), seed=seed, out=str(out), overrides=dict(overrides),
+                               profile=profile, normalize_obs=bool(raw.get("normalize_obs", False)),
+                               device=str(raw.get("device", "auto")), **run_schedule)
+                runs.append(SuiteRun(str(out.relative_to(root)), str(label), spec, transitions))
+    return Suite(name=name, description=str(raw.get("description", "")).strip(), path=path, runs=tuple(runs),
+                 resources=parse_resources(raw.get("resources"), f"{where}: resources"), root=root)

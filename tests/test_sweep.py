@@ -1,0 +1,287 @@
+"""Suites and sweeps against a real single-node SLURM (slurm/start-local-cluster.sh), and the local executor.
+
+The cluster is started once per session by the ``slurm_cluster`` fixture; if it cannot start, the
+tests that need it fail (they are never skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from harness.suites import SuiteError, load_suite, shipped_suites
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = dict(algorithms=["bc", "flow_bc"], datasets={"toy/bimodal-v0": {}}, seeds=2, steps=200, eval_every=100,
+            eval_episodes=5, log_every=50, profile="cpu",
+            resources=dict(gpus=1, cpus=1, mem_gb=1, time_min=10, array_parallelism=4))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The single-node SLURM with fake GPUs and accounting; stopped at the end if this session started it."""
+    result = subprocess.run(["bash", str(REPO / "slurm" / "start-local-cluster.sh")], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, f"SLURM did not start:\n{result.stdout}\n{result.stderr}"
+    match = re.search(r"export SLURM_CONF=(\S+)", result.stdout)
+    assert match, result.stdout
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = match.group(1)
+    yield match.group(1)
+    if previous is None:
+        os.environ.pop("SLURM_CONF")
+    else:
+        os.environ["SLURM_CONF"] = previous
+    if "already running" not in result.stderr:
+        subprocess.run(["bash", str(REPO / "slurm" / "stop-local-cluster.sh")], capture_output=True, timeout=120)
+
+
+def write_suite(path: Path, name: str, **fields) -> Path:
+    path.write_text(yaml.safe_dump({"name": name, **fields}))
+    return path
+
+
+def flowbench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("job.json") if ".submitit" not in p.parts)
+
+
+def layout(root: Path) -> set[str]:
+    """Relative paths of the run files (the submitit logs folder aside)."""
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".submitit" not in p.parts}
+
+
+def wait_for(condition, timeout: float, what: str, poll: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def sacct(*args: str) -> str:
+    return subprocess.run(["sacct", "-n", "-P", *args], capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_slurm(minari_root, slurm_cluster, tmp_path_factory):
+    """The 2 algorithms × 1 dataset × 2 seeds suite, swept once on SLURM (waiting for it)."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    suite = write_suite(tmp / "tiny.yaml", "tiny", **TINY)
+    result = flowbench("sweep", str(suite), "--executor", "slurm", "--cluster-profile", "local-test",
+                       "--results", str(tmp / "results"), "--wait")
+    return suite, tmp / "results" / "tiny", result
+
+
+def test_slurm_sweep_runs_one_job_array_and_every_run_finishes(tiny_slurm):
+    suite, root, result = tiny_slurm
+    assert result.returncode == 0, result.stdout + result.stderr
+    arrays = re.findall(r"submitted job array (\d+): 4 jobs, 4 runs", result.stdout)
+    assert len(arrays) == 1, result.stdout
+    dirs = run_dirs(root)
+    assert [str(d.relative_to(root)) for d in dirs] == [
+        "bc/toy_bimodal-v0/seed0", "bc/toy_bimodal-v0/seed1", "flow_bc/toy_bimodal-v0/seed0", "flow_bc/toy_bimodal-v0/seed1"]
+    job_ids = sorted(json.loads((d / "job.json").read_text())["job_id"] for d in dirs)
+    assert job_ids == [f"{arrays[0]}_{i}" for i in range(4)]
+    for d in dirs:
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["steps"] == 200
+        assert list(pd.read_csv(d / "eval.csv")["step"]) == [100, 200]
+        assert list(pd.read_csv(d / "train.csv")["step"]) == [50, 100, 150, 200]
+    # the array's tasks really ran under SLURM, each with one (fake) GPU and one CPU
+    records = [line.split("|") for line in sacct("-X", "-j", arrays[0], "-o", "JobID,State,AllocTRES").splitlines()]
+    assert sorted(r[0] for r in records) == job_ids
+    assert all(r[1] == "COMPLETED" and "gres/gpu=1" in r[2] and "cpu=1" in r[2] for r in records), records
+
+    status = flowbench("status", str(root))
+    assert status.returncode == 0, status.stderr
+    assert "4 runs: 4 done" in status.stdout
+    for job_id in job_ids:
+        assert job_id in status.stdout
+
+
+def test_sweeping_a_finished_suite_again_submits_nothing(tiny_slurm):
+    suite, root, _ = tiny_slurm
+    before = {d: (d / "job.json").read_text() for d in run_dirs(root)}
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*.csv")}
+    again = flowbench("sweep", str(suite), "--executor", "slurm", "--cluster-profile", "local-test",
+                      "--results", str(root.parent))
+    assert again.returncode == 0, again.stderr
+    assert "submitted job array" not in again.stdout and "0 runs to submit in 0 jobs; nothing submitted" in again.stdout
+    assert again.stdout.count("finished") == 4
+    assert {d: (d / "job.json").read_text() for d in run_dirs(root)} == before
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.csv")} == stamps
+
+
+def test_local_executor_gives_the_same_layout_and_results(tiny_slurm, tmp_path):
+    suite, slurm_root, _ = tiny_slurm
+    result = flowbench("sweep", str(suite), "--executor", "local", "--results", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    local_root = tmp_path / "tiny"
+    assert layout(local_root) == layout(slurm_root)
+    assert "config.json" in " ".join(layout(local_root)) and len(run_dirs(local_root)) == 4
+    for d in run_dirs(slurm_root):
+        rel = d.relative_to(slurm_root)
+        assert json.loads((local_root / rel / "job.json").read_text())["executor"] == "local"
+        # one torch thread per run on both executors: the same numbers
+        pd.testing.assert_frame_equal(pd.read_csv(d / "train.csv").drop(columns="seconds"),
+                                      pd.read_csv(local_root / rel / "train.csv").drop(columns="seconds"))
+    assert "4 runs: 4 done" in flowbench("status", str(local_root)).stdout
+
+
+def test_usr2_requeues_the_job_and_the_run_continues(minari_root, slurm_cluster, tmp_path):
+    steps, log_every = 6000, 50
+    suite = write_suite(tmp_path / "long.yaml", "long", algorithms=["bc"], datasets={"toy/bimodal-v0": {}}, seeds=[0],
+                        steps=steps, eval_every=1500, eval_episodes=5, log_every=log_every, profile="cpu",
+                        resources=dict(cpus=1, mem_gb=1, time_min=10))
+    result = flowbench("sweep", str(suite), "--executor", "slurm", "--cluster-profile", "local-test",
+                       "--results", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = tmp_path / "long" / "bc" / "toy_bimodal-v0" / "seed0"
+    job_id = json.loads((run / "job.json").read_text())["job_id"]
+
+    def step_reached() -> int:
+        try:
+            return int(pd.read_csv(run / "train.csv")["step"].max())
+        except (FileNotFoundError, pd.errors.EmptyDataError, KeyError, ValueError):
+            return 0
+
+    wait_for(lambda: step_reached() >= 500, 120, "training to start")
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+    wait_for(lambda: (run / "summary.json").exists(), 300, "the requeued run to finish")
+
+    resumed_from = json.loads((run / "config.json").read_text())["resumed_from_step"]
+    assert 500 <= resumed_from < steps, resumed_from  # continued from its checkpoint, not from 0
+    train_log, eval_log = pd.read_csv(run / "train.csv"), pd.read_csv(run / "eval.csv")
+    assert list(train_log["step"]) == list(range(log_every, steps + 1, log_every))  # none lost, none twice
+    assert list(eval_log["step"]) == [1500, 3000, 4500, 6000]
+    assert json.loads((run / "summary.json").read_text())["steps"] == steps
+    history = wait_for(lambda: (h := sacct("-D", "-X", "-j", job_id, "-o", "JobID,State")) and "COMPLETED" in h and h,
+                       60, "the job to end")
+    assert history.splitlines()[0].endswith("REQUEUED"), history  # the first allocation was requeued
+    log = Path(json.loads((run / "job.json").read_text())["stdout"].replace("%j", job_id))
+    assert "requeueing" in log.read_text()
+
+
+def test_failing_run_shows_its_error_in_status(minari_root, slurm_cluster, tmp_path):
+    suite = write_suite(tmp_path / "broken.yaml", "broken", algorithms={"fql": {"overrides": {"q_agg": "median"}}},
+                        datasets={"toy/bimodal-v0": {}}, seeds=[0], steps=50, eval_every=50, eval_episodes=2,
+                        profile="cpu", resources=dict(cpus=1, mem_gb=1, time_min=5))
+    result = flowbench("sweep", str(suite), "--executor", "slurm", "--cluster-profile", "local-test",
+                       "--results", str(tmp_path), "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failed" in result.stdout
+    status = flowbench("status", str(tmp_path / "broken"))
+    assert status.returncode == 0, status.stderr
+    row = next(line for line in status.stdout.splitlines() if line.startswith("fql/toy_bimodal-v0/seed0"))
+    run = tmp_path / "broken" / "fql" / "toy_bimodal-v0" / "seed0"
+    assert " failed " in row and json.loads((run / "job.json").read_text())["job_id"] in row
+    assert "q_agg must be 'mean' or 'min', got 'median'" in status.stdout
+    assert "Traceback" in (run / "error.txt").read_text()
+    # a sweep of it again submits it again (after an error), and a dry run says so and submits nothing
+    dry = flowbench("sweep", str(suite), "--executor", "slurm", "--results", str(tmp_path), "--dry-run")
+    assert dry.returncode == 0 and "after an error" in dry.stdout and "submitted job array" not in dry.stdout
+
+
+def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_path):
+    # lr = 1e30 takes the deterministic BC head to NaN within ten steps: the run stops with FloatingPointError
+    suite = write_suite(tmp_path / "nan.yaml", "nan", datasets={"toy/bimodal-v0": {}}, seeds=[0], steps=100,
+                        algorithms={"bc": {"overrides": {"lr": 1e30, "policy": "deterministic"}}},
+                        eval_every=100, eval_episodes=2, log_every=10, profile="cpu", resources=dict(cpus=1))
+    result = flowbench("sweep", str(suite), "--results", str(tmp_path))
+    assert result.returncode == 0 and "failed" in result.stdout, result.stdout + result.stderr
+    status = flowbench("status", str(tmp_path / "nan"))
+    assert "1 runs: 1 diverged" in status.stdout and "non-finite loss at step 10" in status.stdout, status.stdout
+    again = flowbench("sweep", str(suite), "--results", str(tmp_path), "--dry-run")
+    assert "diverged; delete the run directory" in again.stdout and "0 runs to submit" in again.stdout
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(algorithms=["nope"]), "unknown algorithm 'nope'; valid choices: bc"),
+    (dict(stepz=5), "unknown field(s) 'stepz'; valid fields: name"),
+    (dict(algorithms={"bc": {"overrides": {"lr2": 1}}}), "valid keys: policy"),
+    (dict(algorithms={"bc": {"profile": "huge"}}), "valid profiles: cpu"),
+    (dict(datasets={"toy/nothing-v0": {}}), "flowbench builds: "),
+    (dict(datasets={"toy/bimodal-v0": {"stepz": 3}}), "unknown field(s) 'stepz'; valid fields: steps"),
+    (dict(seeds="two"), "seeds must be a count or a list"),
+    (dict(resources={"gpu": 1}), "valid fields: gpus, cpus"),
+    (dict(steps=0), "steps must be an integer >= 1"),
+])
+def test_bad_suites_exit_2_and_write_nothing(minari_root, tmp_path, fields, message):
+    suite = write_suite(tmp_path / "bad.yaml", "bad", **{**TINY, **fields})
+    result = flowbench("sweep", str(suite), "--results", str(tmp_path / "results"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "no-such-suite", "--dry-run"], "shipped suites: d4rl-adroit"),
+    (["sweep", "demo", "--cluster-profile", "nope", "--dry-run"], "shipped profiles: example-gpu, local-test"),
+    (["sweep", "demo", "--executor", "pbs", "--dry-run"], "invalid choice: 'pbs'"),
+    (["status", "/nonexistent/results"], "no directory"),
+])
+def test_bad_sweep_and_status_arguments_exit_2(minari_root, args, message):
+    result = flowbench(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_shipped_suites_load_and_dry_run_submits_nothing(minari_root, tmp_path):
+    assert set(shipped_suites()) >= {"demo", "d4rl-antmaze", "d4rl-adroit", "minari-mujoco", "ogbench-manipulation"}
+    sizes = {name: len(load_suite(name, tmp_path).runs) for name in shipped_suites()}
+    assert sizes["d4rl-antmaze"] == 8 * 6 * 8 and sizes["ogbench-manipulation"] == 8 * 25 * 8
+    antmaze = load_suite("d4rl-antmaze", tmp_path)
+    assert {(r.spec.steps, r.spec.eval_every, r.spec.eval_episodes) for r in antmaze.runs} == {(500_000, 100_000, 50)}
+    assert {r.spec.seed for r in antmaze.runs} == set(range(8))
+    ogbench = load_suite("ogbench-manipulation", tmp_path)
+    assert {(r.spec.steps, r.spec.eval_every, r.spec.eval_episodes) for r in ogbench.runs} == {(1_000_000, 100_000, 50)}
+    result = flowbench("sweep", "d4rl-antmaze", "--dry-run", "--executor", "slurm", "--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "fql/D4RL_antmaze_large-play-v1/seed7" in result.stdout
+    assert "dry run: 384 runs to submit in 384 jobs" in result.stdout
+    assert not (tmp_path / "d4rl-antmaze").exists()
+
+
+def test_demo_suite_mirrors_flowbench_demo(minari_root, tmp_path):
+    from algos import REGISTRY
+    from harness.demo import DEMO_TASKS
+
+    suite = load_suite("demo", tmp_path)
+    tasks = {t.dataset: t for t in DEMO_TASKS}
+    assert {r.spec.algo for r in suite.runs} == set(REGISTRY)
+    assert len(suite.runs) == len(REGISTRY) * len(DEMO_TASKS)
+    for run in suite.runs:
+        task = tasks[run.spec.dataset]
+        assert (run.spec.steps, run.spec.eval_every, run.spec.eval_episodes, run.transitions) == \
+               (task.steps, task.eval_every, task.eval_episodes, task.transitions)
+        assert run.spec.profile == "cpu" and run.spec.seed == 0 and run.spec.log_every == min(1000, task.eval_every)
+        assert run.spec.overrides == {}
+
+
+def test_packed_jobs_and_profile_resources(minari_root, tmp_path):
+    from harness.sweep import job_groups, load_profile, plan
+
+    suite = load_suite(write_suite(tmp_path / "packed.yaml", "packed", **{**TINY, "resources": {"runs_per_job": 3}}),
+                       tmp_path)
+    groups = job_groups(plan(suite), suite.resources.runs_per_job)
+    assert [len(g) for g in groups] == [3, 1]
+    profile = load_profile("local-test")
+    assert profile.partition == "debug" and profile.resources["cpus"] == 1
+    (tmp_path / "p.yaml").write_text("partitionn: gpu\n")
+    with pytest.raises(SuiteError, match="unknown field.*'partitionn'.*valid fields: description, partition"):
+        load_profile(str(tmp_path / "p.yaml"))
