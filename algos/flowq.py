@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from algos.base import Agent, AgentConfig, Batch, register
-from algos.flows import VelocityField, euler_sample, linear_path, sample_noise_and_time
+from algos.flows import VelocityField, best_of_n_flow_actions, linear_path, sample_noise_and_time
 from algos.iql import InSampleCritic
 
 SCHEDULES = ("t", "t2", "t2_over_1mt")
@@ -168,11 +168,5 @@ class FlowQ(Agent):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        n, k = obs.shape[0], self.config.num_samples
-        repeated = obs.repeat_interleave(k, dim=0)
-        noise = torch.randn((n * k, self.act_dim), generator=generator, device=obs.device)
-        candidates = euler_sample(self.flow, repeated, noise, self.config.flow_steps)
-        if k == 1:
-            return candidates
-        best = self.critic.q(repeated, candidates).min(0).values.reshape(n, k).argmax(1)
-        return candidates.reshape(n, k, self.act_dim)[torch.arange(n, device=obs.device), best]
+        return best_of_n_flow_actions(self.flow, lambda o, a: self.critic.q(o, a).min(0).values, obs,
+                                      self.config.num_samples, self.config.flow_steps, generator)

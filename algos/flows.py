@@ -7,7 +7,7 @@ K Euler steps from x₀ ~ N(0, I) at times i/K, and clips the result to the acti
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ class VelocityField(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims: Sequence[int], activation: str = "gelu",
                  layer_norm: bool = False):
         super().__init__()
+        self.act_dim = act_dim
         self.net = MLP(obs_dim + act_dim + 1, hidden_dims, act_dim, activation, layer_norm)
 
     def forward(self, obs: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -62,3 +63,18 @@ def euler_sample(field: VelocityField, obs: torch.Tensor, noise: torch.Tensor, s
         t = torch.full((*x.shape[:-1], 1), i / steps, device=x.device, dtype=x.dtype)
         x = x + field(obs, x, t) / steps
     return x.clamp(-1.0, 1.0) if clip else x
+
+
+def best_of_n_flow_actions(field: VelocityField, q_value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                           obs: torch.Tensor, num_samples: int, steps: int,
+                           generator: torch.Generator | None) -> torch.Tensor:
+    """Samples ``num_samples`` flow actions per state and keeps the one with the highest ``q_value``
+    (IFQL's acting rule; FlowQ's optional one). With one sample, Q is not evaluated."""
+    n, k = obs.shape[0], num_samples
+    repeated = obs.repeat_interleave(k, dim=0)
+    noise = torch.randn((n * k, field.act_dim), generator=generator, device=obs.device)
+    candidates = euler_sample(field, repeated, noise, steps)
+    if k == 1:
+        return candidates
+    best = q_value(repeated, candidates).reshape(n, k).argmax(1)
+    return candidates.reshape(n, k, field.act_dim)[torch.arange(n, device=obs.device), best]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from algos.base import Agent, AgentConfig, Batch, register
-from algos.flows import VelocityField, euler_sample, flow_matching_loss
+from algos.flows import VelocityField, best_of_n_flow_actions, flow_matching_loss
 from algos.iql import InSampleCritic
 
 
@@ -73,10 +73,5 @@ class IFQL(Agent):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        n, k = obs.shape[0], self.config.num_samples
-        repeated = obs.repeat_interleave(k, dim=0)
-        noise = torch.randn((n * k, self.act_dim), generator=generator, device=obs.device)
-        candidates = euler_sample(self.flow, repeated, noise, self.config.flow_steps)
-        q = self.critic.q(repeated, candidates).min(0).values.reshape(n, k)
-        best = q.argmax(1)
-        return candidates.reshape(n, k, self.act_dim)[torch.arange(n, device=obs.device), best]
+        return best_of_n_flow_actions(self.flow, lambda o, a: self.critic.q(o, a).min(0).values, obs,
+                                      self.config.num_samples, self.config.flow_steps, generator)

@@ -1,4 +1,4 @@
-"""Figures drawn with seaborn: learning curves from the tidy evaluation table."""
+"""Figures drawn with seaborn: learning curves from the tidy evaluation table; atomic figure files."""
 
 from __future__ import annotations
 
@@ -19,9 +19,14 @@ def learning_curves(evals: pd.DataFrame, path: Path, metric: str = "normalized_s
                        errorbar=("ci", 95), facet_kws={"sharey": False, "sharex": False}, height=3.2, aspect=1.25)
     grid.set_titles("{col_name}")
     grid.set_axis_labels("training step", metric.replace("_", " "))
+    return save_figure(grid.figure, path, dpi=150)
+
+
+def save_figure(figure: plt.Figure, path: Path, dpi: int = 150) -> Path:
+    """Writes ``figure`` atomically (a hidden temporary renamed into place) and closes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    grid.savefig(tmp, dpi=150)
-    plt.close(grid.figure)
+    figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
     tmp.replace(path)
     return path

@@ -80,9 +80,8 @@ def _panel_samples(panel: ToyPanel, samples: int, seed: int) -> pd.DataFrame:
 def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: int = 0,
                     panels: tuple[ToyPanel, ...] = TOY_PANELS) -> Path:
     """Trains every panel (one process per core), writes samples.csv, summary.md and toy_figure.png."""
-    import matplotlib
+    from harness.plots import save_figure  # first: it selects the file-only backend
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
     from tqdm.auto import tqdm
@@ -108,7 +107,7 @@ def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: 
     summary = table.groupby("panel", sort=False).agg(
         upper=("reward", lambda r: (r == 1.0).mean()), lower=("reward", lambda r: (r == 0.5).mean()),
         off_support=("reward", lambda r: (r == 0.0).mean()), mean_reward=("reward", "mean"))
-    summary["normalized_score"] = (summary["mean_reward"] - 0.5) / 0.5 * 100
+    summary["normalized_score"] = data.reference.normalize(summary["mean_reward"])
     steps = {p.label: p.steps for p in panels}
     summary.insert(0, "steps", [steps.get(label, "") for label in summary.index])
 
@@ -128,11 +127,7 @@ def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: 
     grid.set_titles("{col_name}")
     grid.set_axis_labels("action 0", "action 1")
     grid.figure.suptitle("toy/bimodal-v0: upper mode (green) pays 1.0, lower (orange) 0.5", y=1.02)
-    png = out / "toy_figure.png"
-    tmp = png.with_name(".tmp-" + png.name)
-    grid.figure.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, png)
-    plt.close(grid.figure)
+    png = save_figure(grid.figure, out / "toy_figure.png", dpi=120)
     print(summary.to_markdown(floatfmt=".3f"))
     print(f"\nwrote {png}, {out / 'samples.csv'} and {out / 'summary.md'}")
     return png
