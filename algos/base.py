@@ -108,7 +108,8 @@ class Agent:
     - ``name``: registry name.
     - ``config_class``: the config dataclass.
     - ``samples_flow_in_training``: whether ``update`` runs a flow/diffusion sampler.
-    - ``policy_update_parts``: names of the losses that form "the policy update" (for timing).
+    - ``policy_update_parts``: names of the losses that form "the policy update"; ``policy_step``
+      takes one gradient step on exactly those (timing, harness/timing.py).
     - ``steps_field``: the config field holding K, the number of flow/diffusion steps (or None).
     - ``profiles``: named override sets (``cpu``: the small profile for tests and CPU demos).
     - ``presets``: per-dataset overrides as ``(pattern, overrides)`` pairs, ``fnmatch`` patterns on
@@ -141,6 +142,12 @@ class Agent:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def policy_step(self, batch: Batch) -> torch.Tensor:
+        """One gradient step on the policy's losses alone (``policy_update_parts``), computed as
+        ``update`` computes them; the critic is not trained and ``step`` does not advance. This is
+        what timing measures as "the policy update". Returns the (detached) loss."""
+        raise NotImplementedError(f"{type(self).__name__} does not separate its policy update")
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """Every network (targets included) by name; used for state_dict and train/eval modes."""
@@ -181,6 +188,18 @@ class Agent:
 
     def schedulers(self) -> dict[str, Any]:
         return {}
+
+    @staticmethod
+    def minimize(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_params: Any = None,
+                 max_grad_norm: float = 0.0) -> torch.Tensor:
+        """One optimiser step on ``loss`` (parameters without a gradient are left alone), optionally
+        clipping the gradient norm of ``clip_params``; returns the detached loss."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_params is not None and max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(clip_params, max_grad_norm)
+        optimizer.step()
+        return loss.detach()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for m in self.modules().values() for p in m.parameters())

@@ -96,11 +96,8 @@ class DiffusionQL(Agent):
         noise = torch.randn((obs.shape[0], self.act_dim), generator=generator, device=obs.device)
         return ddpm_sample(model, self.schedule, obs, noise, generator)
 
-    def clip(self, params) -> None:
-        if self.config.grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_norm)
-
-    def update(self, batch: Batch) -> dict[str, float]:
+    def critic_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of the twin TD critic, next actions from the EMA policy; returns L_Q and Q(s, a)."""
         c = self.config
         with torch.no_grad():
             next_actions = self.sample(self.ema_actor, batch.next_obs, self.generator)
@@ -108,21 +105,27 @@ class DiffusionQL(Agent):
             target = batch.rewards + c.discount * batch.masks * next_q
         q = self.critic(batch.obs, batch.actions)
         critic_loss = ((q - target) ** 2).mean(1).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.clip(self.critic.parameters())
-        self.critic_opt.step()
+        return self.minimize(self.critic_opt, critic_loss, self.critic.parameters(), c.grad_norm), q.detach()
 
+    def actor_losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """L_diffusion and the normalised Q term, whose action comes through all K reverse steps."""
         bc_loss = denoising_loss(self.actor, self.schedule, batch.obs, batch.actions, self.generator)
         policy_actions = self.sample(self.actor, batch.obs, self.generator)  # gradient through all K steps
         frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
         q_pi = functional_call(self.critic, frozen, (batch.obs, policy_actions))
         q_loss = -q_pi.mean() / q_pi.abs().mean().detach().clamp(min=1e-6)
-        actor_loss = bc_loss + c.eta * q_loss
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.clip(self.actor.parameters())
-        self.actor_opt.step()
+        return bc_loss, q_loss
+
+    def policy_step(self, batch: Batch) -> torch.Tensor:
+        bc_loss, q_loss = self.actor_losses(batch)
+        return self.minimize(self.actor_opt, bc_loss + self.config.eta * q_loss, self.actor.parameters(),
+                             self.config.grad_norm)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        c = self.config
+        critic_loss, q = self.critic_step(batch)
+        bc_loss, q_loss = self.actor_losses(batch)
+        self.minimize(self.actor_opt, bc_loss + c.eta * q_loss, self.actor.parameters(), c.grad_norm)
 
         self.step += 1
         if self.step % c.ema_every == 0:

@@ -47,11 +47,11 @@ class FlowBC(Agent):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"flow": self.flow_opt}
 
+    def policy_step(self, batch: Batch) -> torch.Tensor:
+        return self.minimize(self.flow_opt, flow_matching_loss(self.flow, batch.obs, batch.actions, self.generator))
+
     def update(self, batch: Batch) -> dict[str, float]:
-        loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.generator)
-        self.flow_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.flow_opt.step()
+        loss = self.policy_step(batch)
         self.step += 1
         return {"flow_loss": loss.item()}
 

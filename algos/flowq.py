@@ -155,12 +155,13 @@ class FlowQ(Agent):
         guidance = (target - (actions - a0)).norm(dim=-1).mean()
         return ((velocity - target) ** 2).mean(), guidance
 
+    def policy_step(self, batch: Batch) -> torch.Tensor:
+        return self.minimize(self.opt, self.flow_loss(batch.obs, batch.actions)[0])
+
     def update(self, batch: Batch) -> dict[str, float]:
         value_loss, critic_loss, q = self.critic.losses(batch)
         flow_loss, guidance = self.flow_loss(batch.obs, batch.actions)
-        self.opt.zero_grad(set_to_none=True)
-        (value_loss + critic_loss + flow_loss).backward()
-        self.opt.step()
+        self.minimize(self.opt, value_loss + critic_loss + flow_loss)
         self.critic.update_target(self.config.tau)
         self.step += 1
         return {"value_loss": value_loss.item(), "critic_loss": critic_loss.item(), "flow_loss": flow_loss.item(),

@@ -118,7 +118,8 @@ class FQL(Agent):
         with torch.no_grad():
             return euler_sample(self.flow, obs, z, self.config.flow_steps)
 
-    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """L_Q with next actions from the one-step policy, and Q(s, a) on the data."""
         c = self.config
         with torch.no_grad():
             next_actions = self.onestep(batch.next_obs, self.noise(len(batch.obs))).clamp(-1.0, 1.0)
@@ -126,8 +127,10 @@ class FQL(Agent):
             next_q = next_qs.min(0).values if c.q_agg == "min" else next_qs.mean(0)
             target = batch.rewards + c.discount * batch.masks * next_q
         q = self.critic(batch.obs, batch.actions)
-        critic_loss = ((q - target) ** 2).mean()
+        return ((q - target) ** 2).mean(), q
 
+    def policy_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """L_flow, L_distill (the K-step Euler target) and L_q: the policy update's three terms."""
         flow_loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.generator)
 
         z = self.noise(len(batch.obs))
@@ -137,16 +140,23 @@ class FQL(Agent):
         frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
         q_pi = functional_call(self.critic, frozen, (batch.obs, policy_actions.clamp(-1.0, 1.0))).mean(0)
         q_loss = -q_pi.mean()
-        if c.normalize_q_loss:
+        if self.config.normalize_q_loss:
             q_loss = q_loss / q_pi.abs().mean().detach()
-        return {"critic": critic_loss, "flow": flow_loss, "distill": distill_loss, "q": q_loss, "q_data": q.mean()}
+        return {"flow": flow_loss, "distill": distill_loss, "q": q_loss}
+
+    def policy_objective(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        return losses["flow"] + self.config.alpha * losses["distill"] + losses["q"]
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        critic_loss, q = self.critic_loss(batch)
+        return {"critic": critic_loss, **self.policy_losses(batch), "q_data": q.mean()}
+
+    def policy_step(self, batch: Batch) -> torch.Tensor:
+        return self.minimize(self.opt, self.policy_objective(self.policy_losses(batch)))
 
     def update(self, batch: Batch) -> dict[str, float]:
         losses = self.losses(batch)
-        total = losses["critic"] + losses["flow"] + self.config.alpha * losses["distill"] + losses["q"]
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt.step()
+        self.minimize(self.opt, losses["critic"] + self.policy_objective(losses))
         soft_update(self.target_critic, self.critic, self.config.tau)
         self.step += 1
         return {

@@ -60,12 +60,13 @@ class IFQL(Agent):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"all": self.opt}
 
+    def policy_step(self, batch: Batch) -> torch.Tensor:
+        return self.minimize(self.opt, flow_matching_loss(self.flow, batch.obs, batch.actions, self.generator))
+
     def update(self, batch: Batch) -> dict[str, float]:
         value_loss, critic_loss, q = self.critic.losses(batch)
         flow_loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.generator)
-        self.opt.zero_grad(set_to_none=True)
-        (value_loss + critic_loss + flow_loss).backward()
-        self.opt.step()
+        self.minimize(self.opt, value_loss + critic_loss + flow_loss)
         self.critic.update_target(self.config.tau)
         self.step += 1
         return {"value_loss": value_loss.item(), "critic_loss": critic_loss.item(), "flow_loss": flow_loss.item(),

@@ -149,6 +149,21 @@ class QIPO(Agent):
         q = self.critic.target_q(obs.repeat_interleave(n, dim=0), support.reshape(b * n, -1)).min(0).values
         return torch.softmax(self.config.temperature * q.reshape(b, n), dim=1)
 
+    def improvement_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The energy-weighted loss over each state's support set, and the weights ``[B, M + 1]``."""
+        support = self.support_set(batch.obs, batch.actions)
+        weights = self.support_weights(batch.obs, support)
+        n = support.shape[1]
+        # Σ_j w_j ‖·‖² per state, averaged over states: the mean over B·n rows, times n.
+        loss = self.policy_loss(batch.obs.repeat_interleave(n, dim=0), support.reshape(-1, self.act_dim),
+                                weights.reshape(-1) * n)
+        return loss, weights
+
+    def policy_step(self, batch: Batch) -> torch.Tensor:
+        """An improvement-phase policy step (support set from the snapshot, weights, weighted loss);
+        the snapshot is not renewed (a parameter copy every K_renew steps, negligible in time)."""
+        return self.minimize(self.policy_opt, self.improvement_loss(batch)[0])
+
     def renew_snapshot(self) -> None:
         self.snapshot.load_state_dict(self.policy.state_dict())
         self.renewals += 1
@@ -163,9 +178,7 @@ class QIPO(Agent):
 
         if not phase_bc:
             value_loss, critic_loss, q = self.critic.losses(batch)
-            self.critic_opt.zero_grad(set_to_none=True)
-            (value_loss + critic_loss).backward()
-            self.critic_opt.step()
+            self.minimize(self.critic_opt, value_loss + critic_loss)
             self.critic.update_target(c.tau)
             metrics.update(value_loss=value_loss.item(), critic_loss=critic_loss.item(), q_mean=q.mean().item())
 
@@ -175,17 +188,9 @@ class QIPO(Agent):
             else:
                 if (self.step - self.improvement_start) % c.renew_every == 0:
                     self.renew_snapshot()
-                support = self.support_set(batch.obs, batch.actions)
-                weights = self.support_weights(batch.obs, support)
-                n = support.shape[1]
-                # Σ_j w_j ‖·‖² per state, averaged over states: the mean over B·n rows, times n.
-                policy_loss = self.policy_loss(batch.obs.repeat_interleave(n, dim=0), support.reshape(-1, self.act_dim),
-                                               weights.reshape(-1) * n)
+                policy_loss, weights = self.improvement_loss(batch)
                 metrics.update(weight_on_data=weights[:, 0].mean().item(), weight_max=weights.max(1).values.mean().item())
-            self.policy_opt.zero_grad(set_to_none=True)
-            policy_loss.backward()
-            self.policy_opt.step()
-            metrics["policy_loss"] = policy_loss.item()
+            metrics["policy_loss"] = self.minimize(self.policy_opt, policy_loss).item()
 
         self.step += 1
         metrics["renewals"] = float(self.renewals)

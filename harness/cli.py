@@ -101,6 +101,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_timing(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from harness import timing
+
+    if args.from_benchmark:
+        frame = timing.from_benchmark_json(Path(args.from_benchmark))
+    else:
+        spec = timing.TimingSpec(
+            algos=tuple(parse_list(args.algos, str)) if args.algos else timing.TIMED_ALGOS,
+            flow_steps=tuple(parse_list(args.flow_steps, int, "--flow-steps")), parts=tuple(parse_list(args.parts, str)),
+            updates=args.updates, rounds=args.rounds, warmup=args.warmup, batch_size=args.batch_size,
+            act_batch=args.act_batch, profile=args.profile, device=args.device, seed=args.seed)
+        frame = timing.measure(spec)
+    paths = timing.write_outputs(frame, Path(args.out), "flowbench " + " ".join(map(shlex.quote, args.argv)))
+    print(f"time(K={frame.K.max()}) / time(K={frame.K.min()}), measured in this run:")
+    print(timing.ratio_table(frame).to_markdown(floatfmt=".2f"))
+    print(f"\nwrote {paths['csv']}, {paths['plot']} and {paths['summary']}")
+    return 0
+
+
+def parse_list(text: str, kind: type, option: str = "list") -> list:
+    """``"a,b,c"`` → ``[kind(a), kind(b), kind(c)]``; a bad item is a clear error."""
+    try:
+        return [kind(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ValueError(f"{option} expects comma-separated {kind.__name__} values, got {text!r}") from None
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.suites import load_suite
     from harness.sweep import load_profile, sweep
@@ -183,6 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the markdown table to this file")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("timing", help="time the policy update, the full update and acting against the number of "
+                                      "flow steps K; CSV, plot and ratios (results/timing)")
+    p.add_argument("--algos", help="comma-separated algorithms (default: every one with flow/diffusion steps)")
+    p.add_argument("--flow-steps", default="1,2,4,8,16,32", help="comma-separated values of K")
+    p.add_argument("--parts", default="policy_update,full_update,act", help="what to time")
+    p.add_argument("--updates", type=int, default=10, help="timed calls per cell (at least; cheap cells make more)")
+    p.add_argument("--rounds", type=int, default=5, help="the timed calls are split into rounds that visit every cell")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per cell first")
+    p.add_argument("--batch-size", type=int, default=256, help="transitions per update")
+    p.add_argument("--act-batch", type=int, default=256, help="observations per act call")
+    p.add_argument("--profile", help="network profile, e.g. cpu (default: the paper's network sizes)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results/timing", help="where timing.csv, timing.png and summary.md go")
+    p.add_argument("--from-benchmark", metavar="JSON", help="plot a saved pytest-benchmark JSON of tests/benchmarks "
+                                                            "instead of measuring")
+    p.set_defaults(func=cmd_timing)
+
     p = sub.add_parser("sweep", help="run a suite (algorithms × datasets × seeds) as submitit jobs: a SLURM job "
                                      "array, or local processes")
     p.add_argument("suite", help="suite YAML file, or the name of a shipped suite (slurm/suites/NAME.yaml)")
@@ -205,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command as given, recorded next to results it regenerates
     from harness.data import DatasetUnavailable
     from harness.datasets import UnknownDataset
     from harness.run import RunConfigMismatch

@@ -82,9 +82,13 @@ class RunSpec:
 
 
 def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when there is one; asking for CUDA where there is none is an error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu or auto")
+    return resolved
 
 
 def package_versions() -> dict[str, str]:
