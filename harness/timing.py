@@ -45,6 +45,20 @@ TIMING_OVERRIDES: dict[str, dict[str, Any]] = {
     "qipo": {"bc_warmup_steps": 0, "critic_warmup_steps": 0},
     "qipo_diff": {"bc_warmup_steps": 0, "critic_warmup_steps": 0},
 }
+# What in each policy update scales with K (the pass counts are pinned by tests/test_timing.py).
+WHAT_SCALES = {
+    "flowq": "nothing: one velocity-field pass (its output also gives the endpoint estimate) and two critic "
+             "passes for the guidance direction, whatever K",
+    "flow_bc": "nothing: one flow-matching pass",
+    "ifql": "nothing in the update (flow BC + IQL critic); acting samples N = 32 flows of K steps each",
+    "fql": "the distillation target: K Euler steps of the BC flow, forward only (no backward through them), "
+           "next to K-independent losses — so the cost grows linearly in K with a slope of one forward pass",
+    "qipo": "the support set: the snapshot samples M actions per state with K Euler steps (K forward passes "
+            "over B·M rows, no backward); the weighted loss over B·(M + 1) rows is K-independent",
+    "qipo_diff": "the support set, as QIPO, with K DDPM steps",
+    "diffusion_ql": "the Q term's action comes through all K reverse steps with backpropagation (K forward + K "
+                    "backward passes); the full update adds K forward passes of the EMA policy for the critic",
+}
 # Dimensions of D4RL antmaze (29-D observations, 8-D actions): a typical task of these papers.
 OBS_DIM, ACT_DIM = 29, 8
 CSV_NAME, PLOT_NAME, SUMMARY_NAME = "timing.csv", "timing.png", "summary.md"
@@ -266,17 +280,19 @@ def plot_timing(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def summary_markdown(frame: pd.DataFrame, command: str) -> str:
+    """The ratios, what grows with K, and every time, with the settings and the command that made them."""
     first = frame.iloc[0]
-    table = ratio_table(frame)
+    batches = frame.groupby(frame.part.eq("act").map({True: "acting batch", False: "update batch"})).batch_size.max()
+    settings = ", ".join(f"{name} {int(size)}" for name, size in batches.items())
     seconds = frame.pivot_table(index=["algorithm", "part"], columns="K", values="seconds_per_1e4")
+    scaling = "".join(f"- `{algo}`: {WHAT_SCALES[algo]}\n" for algo in sorted(set(frame.algorithm)) if algo in WHAT_SCALES)
     return (
         f"# Cost against the number of flow steps K\n\n"
-        f"Device: {first['device']} ({first['threads']} threads), torch {first['torch']}, "
-        f"flowbench {first['flowbench_commit']}; update batch {int(frame.loc[frame.part != 'act', 'batch_size'].max()) if (frame.part != 'act').any() else '-'}, "
-        f"acting batch {int(frame.loc[frame.part == 'act', 'batch_size'].max()) if (frame.part == 'act').any() else '-'}, "
-        f"networks: {first['profile']}.\n\nRegenerate: `{command}`\n\n"
+        f"Device: {first['device']} ({first['threads']} threads), torch {first['torch']}, flowbench "
+        f"{first['flowbench_commit']}; {settings}; networks: {first['profile']}.\n\nRegenerate: `{command}`\n\n"
         f"## time(K = {int(frame.K.max())}) / time(K = {int(frame.K.min())}), same run\n\n"
-        f"{table.to_markdown(floatfmt='.2f')}\n\n"
+        f"{ratio_table(frame).to_markdown(floatfmt='.2f')}\n\n"
+        f"## What grows with K in the policy update\n\n{scaling}\n"
         f"## Seconds per 10⁴ calls (median over rounds)\n\n{seconds.to_markdown(floatfmt='.1f')}\n"
     )
 
