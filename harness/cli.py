@@ -87,17 +87,66 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.report import collect
+    from harness.run import atomic_write_text
+
+    evals = collect(Path(args.dir))
+    out = Path(args.out) if args.out else Path(args.dir) / "evals.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, evals.to_csv(index=False))
+    print(f"wrote {len(evals)} evaluations of {evals['run'].nunique()} runs to {out}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.report import collect, score_table
+    from harness.report import load_results, parse_final, render, score_table
     from harness.run import atomic_write_text
 
-    table = score_table(collect(Path(args.dir)), args.metric).to_markdown()
-    print(table)
+    last_k = parse_final(args.final)
+    _, final = load_results(Path(args.dir), args.metric, last_k)
+    text = render(score_table(final, args.metric, args.stat, last_k, args.published), args.format)
+    print(text, end="")
     if args.out:
-        unit = " (%)" if args.metric == "success_rate" else ""
-        atomic_write_text(Path(args.out), f"{args.metric}{unit} at the last evaluation, mean ± std over seeds\n\n{table}\n")
+        atomic_write_text(Path(args.out), text)
+    return 0
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.aggregate import aggregate, render_aggregates_markdown, write_aggregates
+    from harness.report import load_results, parse_final
+
+    last_k = parse_final(args.final)
+    _, final = load_results(Path(args.dir), args.metric, last_k)
+    result = aggregate(final, args.metric, last_k, args.reps, args.seed, args.baseline)
+    print(render_aggregates_markdown(result), end="")
+    paths = write_aggregates(result, Path(args.out) if args.out else Path(args.dir) / "report")
+    print(f"\nwrote {', '.join(map(str, paths))}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.aggregate import NoCommonTasks, aggregate
+    from harness.plots import plot_results
+    from harness.report import load_results, parse_final
+
+    last_k = parse_final(args.final)
+    evals, final = load_results(Path(args.dir), args.metric, last_k)
+    try:
+        result = aggregate(final, args.metric, last_k, args.reps, args.seed, args.baseline)
+    except NoCommonTasks as e:  # an early sweep: its learning curves are still worth drawing
+        print(f"aggregate plots skipped: {e}")
+        result = None
+    paths = plot_results(evals, result, Path(args.out) if args.out else Path(args.dir) / "report", args.metric)
+    print(f"wrote {', '.join(map(str, paths))}")
     return 0
 
 
@@ -163,6 +212,11 @@ def cmd_algos(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_final_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--final", default="last", metavar="last|avg-last-K",
+                        help="a run's final score: its last evaluation, or the mean of its last K (finished runs only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowbench", description="Benchmark harness for flow- and diffusion-based offline RL.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,10 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_toy_figure)
 
-    p = sub.add_parser("report", help="table of final scores (datasets × algorithms) from run directories")
+    p = sub.add_parser("collect", help="one tidy CSV of every evaluation of the runs under DIR")
+    p.add_argument("dir", help="a directory holding run directories, e.g. runs/demo")
+    p.add_argument("--out", help="the CSV to write (default DIR/evals.csv)")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("report", help="table of final scores (datasets by domain × algorithms) from run directories")
     p.add_argument("dir", help="a directory holding run directories")
     p.add_argument("--metric", default="normalized_score", choices=["normalized_score", "success_rate", "return_mean"])
-    p.add_argument("--out", help="also write the markdown table to this file")
+    add_final_option(p)
+    p.add_argument("--stat", default="std", choices=["std", "ci95"],
+                   help="spread over seeds: sample std, or 95%% Student-t CI half-width of the mean")
+    p.add_argument("--format", default="md", choices=["md", "latex", "csv"])
+    p.add_argument("--published", action="store_true",
+                   help="add columns of published numbers (FQL paper) for the algorithms and datasets present")
+    p.add_argument("--out", help="also write the table to this file")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("timing", help="time the policy update, the full update and acting against the number of "
@@ -230,6 +295,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-benchmark", metavar="JSON", help="plot a saved pytest-benchmark JSON of tests/benchmarks "
                                                             "instead of measuring")
     p.set_defaults(func=cmd_timing)
+
+    for name, func, what in (("aggregate", cmd_aggregate, "IQM, mean, median, optimality gap with stratified "
+                                                          "bootstrap CIs and P(X > baseline) (rliable); "
+                                                          "aggregates.md and .csv"),
+                             ("plot", cmd_plot, "learning curves per dataset and rliable's aggregate plots, "
+                                                "PNG and PDF")):
+        p = sub.add_parser(name, help=f"{what}, under DIR/report")
+        p.add_argument("dir", help="a directory holding run directories")
+        p.add_argument("--metric", default="normalized_score", choices=["normalized_score", "success_rate"])
+        add_final_option(p)
+        p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+        p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+        p.add_argument("--baseline", help="probability of improvement of every other algorithm over this one "
+                                          "(default: the highest IQM)")
+        p.add_argument("--out", help="output directory (default DIR/report)")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("sweep", help="run a suite (algorithms × datasets × seeds) as submitit jobs: a SLURM job "
                                      "array, or local processes")

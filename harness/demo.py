@@ -1,10 +1,10 @@
-"""``flowbench demo``: every registered algorithm on small local datasets, then a table and a plot.
+"""``flowbench demo``: every registered algorithm on small local datasets, then its table, aggregates and plots.
 
 Runs use each algorithm's ``cpu`` profile and short schedules so the whole demo fits in 15 minutes on
 two CPU cores. They run in parallel, one process per core with one torch thread each: on small
 networks that gives more throughput than one run using every core, and several multi-threaded torch
-processes on the same cores slow each other down badly. Finished runs are reused when the demo is
-run again; half-done ones resume.
+processes on the same cores slow each other down badly. Finished runs (of the same config) are reused
+when the demo is run again, so it then only rewrites its results; half-done ones resume.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 
 from algos import REGISTRY
 from harness import datasets
-from harness.plots import learning_curves
-from harness.report import collect, score_table
-from harness.run import RunSpec, atomic_write_text, train
+from harness.aggregate import aggregate, write_aggregates
+from harness.plots import plot_results
+from harness.report import load_results, render_latex, render_markdown, score_table
+from harness.run import RunSpec, atomic_write_text, finished_summary, train
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ DEMO_TASKS = (
 
 def run_demo(out: str | Path = "results/demo", runs_dir: str | Path = "runs/demo", scale: float = 1.0,
              algos: list[str] | None = None) -> Path:
-    """Runs the demo grid; ``scale`` shrinks dataset sizes and step counts (tests use a small one)."""
+    """Runs the demo grid, then writes its results (``write_results``) into ``out``; ``scale`` shrinks dataset
+    sizes, step counts and evaluation episodes (tests use a small one)."""
     out, runs_dir = Path(out), Path(runs_dir)
     for task in DEMO_TASKS:
         if not datasets.is_local(task.dataset):
@@ -54,29 +56,45 @@ def run_demo(out: str | Path = "results/demo", runs_dir: str | Path = "runs/demo
         for task in DEMO_TASKS:
             every = max(int(task.eval_every * scale), 1)
             specs.append(RunSpec(algo=algo, dataset=task.dataset, seed=0, steps=max(int(task.steps * scale), 1),
-                                 eval_every=every, eval_episodes=task.eval_episodes, profile="cpu",
+                                 eval_every=every, eval_episodes=max(1, int(task.eval_episodes * scale)), profile="cpu",
                                  log_every=min(1000, every), out=str(runs_dir / algo / task.dataset.replace("/", "_"))))
     # Longest runs first (an update that integrates the flow costs a few times more), so the last
     # ones to finish are short and both workers end together.
     specs.sort(key=lambda s: -s.steps * (3 if REGISTRY[s.algo].samples_flow_in_training else 1))
-    workers = max(1, min(os.cpu_count() or 1, len(specs)))
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_single_threaded) as pool:
-        futures = [pool.submit(train, spec, False) for spec in specs]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="demo runs", unit="run"):
-            summary = future.result()
-            tqdm.write(f"{summary['algo']:14s} {summary['dataset']:28s} "
-                       f"score {summary['final']['normalized_score']:7.1f}  ({summary['seconds']:.0f} s)")
-    evals = collect(runs_dir)
-    table = score_table(evals)
-    out.mkdir(parents=True, exist_ok=True)
-    markdown = ("Normalised score (0–100) at the last evaluation, seed 0, `cpu` profile; "
-                "regenerate with `flowbench demo`.\n\n" + table.to_markdown() + "\n")
-    atomic_write_text(out / "table.md", markdown)
-    learning_curves(evals, out / "learning_curves.png")
-    print(table.to_markdown())
-    print(f"\nwrote {out / 'table.md'} and {out / 'learning_curves.png'}")
+    todo = [spec for spec in specs if finished_summary(spec) is None]  # finished with this config: reused as is
+    if len(todo) < len(specs):
+        print(f"reusing {len(specs) - len(todo)} finished runs under {runs_dir}", flush=True)
+    if todo:
+        workers = max(1, min(os.cpu_count() or 1, len(todo)))
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_single_threaded) as pool:
+            futures = [pool.submit(train, spec, False) for spec in todo]
+            for future in tqdm(as_completed(futures), total=len(futures), desc="demo runs", unit="run"):
+                summary = future.result()
+                tqdm.write(f"{summary['algo']:14s} {summary['dataset']:28s} "
+                           f"score {summary['final']['normalized_score']:7.1f}  ({summary['seconds']:.0f} s)")
+    write_results(runs_dir, out)
     return out
+
+
+def write_results(runs_dir: Path, out: Path) -> list[Path]:
+    """What ``flowbench collect``, ``report`` (markdown and LaTeX), ``aggregate`` and ``plot`` write, into ``out``.
+
+    The demo has one seed: the table shows ``± n/a`` (no spread) and the aggregates no intervals.
+    """
+    evals, final = load_results(runs_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = score_table(final)
+    note = "One seed (0), `cpu` profile, short schedules; regenerate with `flowbench demo`.\n\n"
+    files = {"evals.csv": evals.to_csv(index=False), "table.md": note + render_markdown(table),
+             "table.tex": render_latex(table)}
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
+    result = aggregate(final)
+    paths = [out / name for name in files] + write_aggregates(result, out) + plot_results(evals, result, out)
+    print(render_markdown(table))
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return paths
 
 
 def _single_threaded() -> None:

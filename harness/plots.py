@@ -1,32 +1,125 @@
-"""Figures drawn with seaborn: learning curves from the tidy evaluation table; atomic figure files."""
+"""Figures: learning curves (seaborn) from the tidy evaluation table, rliable's aggregate plots, atomic files.
+
+Every figure of a results directory is written as PNG and PDF (``FIGURE_FORMATS``), each to a hidden
+temporary renamed into place, so a reader never sees a half-written file.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+if TYPE_CHECKING:
+    from harness.aggregate import Aggregates
 
-def learning_curves(evals: pd.DataFrame, path: Path, metric: str = "normalized_score") -> Path:
-    """One panel per dataset: ``metric`` against training step, a line per algorithm (mean and CI over seeds)."""
+FIGURE_FORMATS = ("png", "pdf")
+CURVE_SEED = 0  # seaborn bootstraps the learning curves' CI bands; fixed so figures regenerate identically
+
+
+def learning_curves(evals: pd.DataFrame, stem: Path, metric: str = "normalized_score") -> list[Path]:
+    """One panel per dataset: ``metric`` against training step, a line per algorithm (mean, 95% CI over seeds).
+
+    Every evaluation is drawn, unfinished runs' too: a point is the mean over the seeds evaluated at that step.
+    """
+    from harness.report import METRIC_TEXT, metric_values
+
+    data = evals.assign(value=metric_values(evals, metric))
     sns.set_theme(style="whitegrid", context="paper")
-    grid = sns.relplot(data=evals, x="step", y=metric, hue="algo", col="dataset", kind="line", marker="o",
-                       errorbar=("ci", 95), facet_kws={"sharey": False, "sharex": False}, height=3.2, aspect=1.25)
+    datasets = data["dataset"].nunique()
+    grid = sns.relplot(data=data, x="step", y="value", hue="algo", col="dataset", kind="line", marker="o",
+                       errorbar=("ci", 95), seed=CURVE_SEED, col_wrap=min(datasets, 4),
+                       facet_kws={"sharey": False, "sharex": False}, height=3.2, aspect=1.25)
     grid.set_titles("{col_name}")
-    grid.set_axis_labels("training step", metric.replace("_", " "))
-    return save_figure(grid.figure, path, dpi=150)
+    grid.set_axis_labels("training step", METRIC_TEXT[metric])
+    return save_figures(grid.figure, stem)
+
+
+def aggregate_intervals(result: Aggregates, stem: Path) -> list[Path]:
+    """rliable's interval plot: IQM, mean, median, optimality gap per algorithm with their 95% CIs."""
+    from rliable import plot_utils
+
+    from harness.aggregate import STATISTICS
+    from harness.report import METRIC_TEXT
+
+    order = sorted(result.algorithms, key=lambda a: result.estimates[a][0])
+    # an algorithm without an interval (one run per task) is drawn as its point estimate alone
+    intervals = {a: np.vstack([result.estimates[a]] * 2) if result.intervals[a] is None else result.intervals[a]
+                 for a in order}
+    no_interval = any(result.intervals[a] is None for a in order)
+    xlabel = METRIC_TEXT[result.metric] + (" (a line alone: one run per task, no interval)" if no_interval else "")
+    figure, _ = plot_utils.plot_interval_estimates(result.estimates, intervals, list(STATISTICS), algorithms=order,
+                                                   xlabel=xlabel, xlabel_y_coordinate=-0.25,
+                                                   row_height=max(0.37, 1.6 / len(order)))
+    return save_figures(figure, stem)
+
+
+def performance_profile(result: Aggregates, stem: Path) -> list[Path]:
+    """Fraction of runs scoring above τ, per algorithm, with bootstrap bands where there are several runs."""
+    from rliable import plot_utils
+
+    from harness.report import METRIC_TEXT
+
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    plot_utils.plot_performance_profiles(result.profiles, result.taus, performance_profile_cis=result.profile_bands,
+                                         ax=ax, xlabel=rf"{METRIC_TEXT[result.metric]} ($\tau$)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    return save_figures(figure, stem)
+
+
+def probability_of_improvement(result: Aggregates, stem: Path) -> list[Path]:
+    """P(X > baseline) for every other algorithm X, with 95% CIs (none drawn where there is one run per task)."""
+    from rliable import plot_utils
+
+    from harness.aggregate import PAIR_SEPARATOR
+
+    order = sorted(result.improvement, key=lambda x: result.improvement[x])
+    pairs = {f"{x}{PAIR_SEPARATOR}{result.baseline}": result.improvement[x] for x in order}
+    intervals = {f"{x}{PAIR_SEPARATOR}{result.baseline}": np.array([result.improvement[x]] * 2)
+                 if result.improvement_intervals[x] is None else result.improvement_intervals[x] for x in order}
+    figure, ax = plt.subplots(figsize=(4.5, max(2.0, 0.45 * len(order))))
+    plot_utils.plot_probability_of_improvement(pairs, intervals, pair_separator=PAIR_SEPARATOR, ax=ax,
+                                               xlabel=f"P(X > {result.baseline})", xticks=[0, 0.25, 0.5, 0.75, 1.0])
+    return save_figures(figure, stem)
+
+
+def plot_results(evals: pd.DataFrame, result: Aggregates | None, out: Path,
+                 metric: str = "normalized_score") -> list[Path]:
+    """Learning curves and, given aggregates, the aggregate plots under ``out``; the paths written."""
+    paths = learning_curves(evals, out / "learning_curves", metric)
+    if result is not None:
+        paths += aggregate_intervals(result, out / "aggregate_intervals")
+        paths += performance_profile(result, out / "performance_profile")
+        if result.improvement:
+            paths += probability_of_improvement(result, out / "probability_of_improvement")
+    return paths
+
+
+def save_figures(figure: plt.Figure, stem: Path, formats: tuple[str, ...] = FIGURE_FORMATS,
+                 dpi: int = 150) -> list[Path]:
+    """Writes ``figure`` as ``stem.<format>`` for each format, atomically, and closes it."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    try:
+        for fmt in formats:
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            tmp = path.with_name(f".{stem.name}.tmp.{fmt}")
+            # no creation date in PDFs: a regenerated figure is byte-identical when nothing changed
+            figure.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"CreationDate": None} if fmt == "pdf" else None)
+            tmp.replace(path)
+            paths.append(path)
+    finally:
+        plt.close(figure)
+    return paths
 
 
 def save_figure(figure: plt.Figure, path: Path, dpi: int = 150) -> Path:
-    """Writes ``figure`` atomically (a hidden temporary renamed into place) and closes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    plt.close(figure)
-    tmp.replace(path)
-    return path
+    """Writes ``figure`` to ``path`` (its suffix is the format) atomically and closes it."""
+    return save_figures(figure, path.with_suffix(""), (path.suffix.lstrip("."),), dpi)[0]

@@ -187,6 +187,17 @@ def run_identity(spec: RunSpec, agent_config: AgentConfig | None = None) -> dict
     }
 
 
+def finished_summary(spec: RunSpec) -> dict[str, Any] | None:
+    """The summary of ``spec``'s run if its directory holds this config's run, finished to ``spec.steps``."""
+    path = spec.out_dir() / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    if summary.get("config_hash") != config_hash(run_identity(spec)) or summary.get("steps", 0) < spec.steps:
+        return None
+    return summary
+
+
 def prepare(spec: RunSpec) -> tuple[dict[str, Any], data_lib.OfflineData, AgentConfig]:
     """Validates everything (algorithm, config keys, dataset) before anything is written."""
     domain = data_lib.dataset_domain(spec.dataset)

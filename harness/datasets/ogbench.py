@@ -17,8 +17,7 @@ qvel are kept in the episode infos, as OGBench keeps them, so the data can be re
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.metadata import version
 
 import gymnasium as gym
@@ -27,6 +26,7 @@ from minari.data_collector import EpisodeBuffer
 
 from harness.datasets import register_builder, write_dataset
 from harness.envs import OGBENCH_EVAL_ENV_IDS, make_ogbench_env
+from harness.seeding import global_numpy_seed  # OGBench's oracles draw from numpy's global RNG
 
 TASK = "cube-single-play-singletask-task2-v0"  # the OGBench dataset name whose task the data is labelled for
 EVAL_ENV_ID = OGBENCH_EVAL_ENV_IDS[TASK]
@@ -34,17 +34,6 @@ TASK_ENV = "cube-single-singletask-task2-v0"  # the OGBench env that name evalua
 EPISODE_LENGTH = 1000
 PLAN_NOISE, PLAN_NOISE_SMOOTHING = 0.1, 0.5  # OGBench's play-data settings
 REF_EPISODES = 10
-
-
-@contextlib.contextmanager
-def global_numpy_seed(seed: int) -> Iterator[None]:
-    """OGBench's oracles draw from numpy's global RNG: seed it for a build, then put it back."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
 
 
 def relabel(qpos: np.ndarray, eval_env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
