@@ -116,16 +116,20 @@ class DiffusionQL(Agent):
         q_loss = -q_pi.mean() / q_pi.abs().mean().detach().clamp(min=1e-6)
         return bc_loss, q_loss
 
-    def policy_step(self, batch: Batch) -> torch.Tensor:
+    def actor_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One actor step on L_diffusion + η·L_q; returns the two terms (detached)."""
         bc_loss, q_loss = self.actor_losses(batch)
-        return self.minimize(self.actor_opt, bc_loss + self.config.eta * q_loss, self.actor.parameters(),
-                             self.config.grad_norm)
+        self.minimize(self.actor_opt, bc_loss + self.config.eta * q_loss, self.actor.parameters(), self.config.grad_norm)
+        return bc_loss.detach(), q_loss.detach()
+
+    def policy_step(self, batch: Batch) -> torch.Tensor:
+        bc_loss, q_loss = self.actor_step(batch)
+        return bc_loss + self.config.eta * q_loss
 
     def update(self, batch: Batch) -> dict[str, float]:
         c = self.config
         critic_loss, q = self.critic_step(batch)
-        bc_loss, q_loss = self.actor_losses(batch)
-        self.minimize(self.actor_opt, bc_loss + c.eta * q_loss, self.actor.parameters(), c.grad_norm)
+        bc_loss, q_loss = self.actor_step(batch)
 
         self.step += 1
         if self.step % c.ema_every == 0:

@@ -97,6 +97,10 @@ class TimingSpec:
             raise ConfigError(f"unknown part(s) {', '.join(bad_parts)}; valid: {', '.join(PARTS)}")
         if self.updates < 1 or self.rounds < 1 or self.warmup < 0 or self.min_round_seconds < 0:
             raise ConfigError("--updates and --rounds must be at least 1, --warmup and --min-round-seconds at least 0")
+        lacking = [a for a in self.algos if self.profile and self.profile not in REGISTRY[a].profiles]
+        if lacking:
+            raise ConfigError(f"profile {self.profile!r} is not defined for {', '.join(lacking)}; "
+                              f"leave --profile out for the paper's network sizes")
         if self.batch_size < 1 or self.act_batch < 1:
             raise ConfigError("--batch-size and --act-batch must be at least 1")
 
@@ -116,8 +120,7 @@ def timing_agent(algo: str, steps: int, spec: TimingSpec, device: torch.device) 
     """``algo`` with K = ``steps`` (its ``steps_field``), its default networks or ``spec.profile``."""
     cls = get_agent_class(algo)
     overrides = {**TIMING_OVERRIDES.get(algo, {}), **spec.overrides.get(algo, {}), cls.steps_field: steps}
-    profile = spec.profile if spec.profile in cls.profiles else None
-    agent = make_agent(algo, spec.obs_dim, spec.act_dim, resolve_config(algo, overrides, profile), device)
+    agent = make_agent(algo, spec.obs_dim, spec.act_dim, resolve_config(algo, overrides, spec.profile), device)
     agent.generator.manual_seed(spec.seed)
     return agent
 

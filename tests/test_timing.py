@@ -132,6 +132,7 @@ def test_plots_a_real_pytest_benchmark_json(tmp_path: Path) -> None:
     (["--flow-steps", "1,two"], "comma-separated int"),
     (["--parts", "policy_update,backward"], "unknown part"),
     (["--updates", "0"], "at least 1"),
+    (["--profile", "tiny"], "profile 'tiny' is not defined for flowq"),
     (["--from-benchmark", "missing.json"], "cannot read pytest-benchmark JSON"),
 ] + ([(["--device", "cuda"], "CUDA is not available")] if not torch.cuda.is_available() else []))
 def test_bad_timing_input_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str],
