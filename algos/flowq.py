@@ -115,7 +115,8 @@ class FlowQ(Agent):
     samples_flow_in_training = False
     policy_update_parts = ("flow",)
     steps_field = "flow_steps"
-    # cpu: 2×128 networks (about twice the speed of 2×256 on one core; enough for the toy and PointMaze).
+    # cpu: 2×128 networks (about twice the speed of 2×256 on one core; enough for PointMaze; the toy
+    # figure's FlowQ panels use a 3×256 velocity field, see harness/toy_figure.py).
     profiles = {"cpu": {"actor_hidden_dims": (128, 128), "value_hidden_dims": (128, 128)}}
     # The toy: modes 1.0 apart need λ = 32 (see the config). Its flow must fit a target that moves with
     # its own endpoint estimate; at lr 3e-4 that takes longer than the toy's short budgets (3000 steps:
