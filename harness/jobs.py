@@ -20,17 +20,11 @@ from typing import Any
 
 import submitit
 
-from harness.run import ERROR_FILE, RunInterrupted, RunSpec, atomic_write_text, train
-from harness.status import read_json
+from harness.run import ERROR_FILE, RunInterrupted, RunSpec, atomic_write_text, finished_summary, train
 
 
 class RunFailed(RuntimeError):
     """One or more runs of a job raised (their tracebacks are in their error.txt)."""
-
-
-def is_finished(spec: RunSpec) -> bool:
-    summary = read_json(spec.out_dir() / "summary.json")
-    return summary is not None and summary.get("steps", 0) >= spec.steps
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -50,7 +44,7 @@ class RunJob(submitit.helpers.Checkpointable):
             signal.signal(signal.SIGUSR2, self._note_signal)
         summaries, failed = [], []
         for spec in self.specs:
-            if is_finished(spec):
+            if finished_summary(spec) is not None:
                 continue
             if self._stop_signal is not None:
                 self._requeue(submitit_handler)

@@ -324,10 +324,12 @@ def train(spec: RunSpec, progress: bool | None = None,
             last_eval = {"step": step, "seconds": elapsed(), **result.row()}
             eval_log.write(last_eval)
             bar.set_postfix(score=f"{result.normalized_score:.1f}", ret=f"{result.return_mean:.3g}")
-        if step % checkpoint_every == 0 or step == spec.steps:
+        saved = step % checkpoint_every == 0 or step == spec.steps
+        if saved:
             save_checkpoint()
         if should_stop is not None and step < spec.steps and should_stop():
-            save_checkpoint()
+            if not saved:
+                save_checkpoint()
             bar.close()
             raise RunInterrupted(step)
     bar.close()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.jobs import RunJob
-from harness.run import ERROR_FILE, JOB_FILE, RunSpec, atomic_write_text, config_hash, identity_diff, run_identity
+from harness.run import ERROR_FILE, JOB_FILE, RunSpec, atomic_write_text, finished_summary, identity_diff, run_identity
 from harness.status import SLURM_ACTIVE, job_states, read_json, run_status
 from harness.suites import Resources, Suite, SuiteError, as_mapping, check_fields, parse_resources, read_yaml_mapping
 
@@ -113,9 +113,8 @@ def plan(suite: Suite) -> list[PlannedRun]:
             mismatched.append(f"  {out}: {identity_diff(config['identity'], identity)}")
             continue
         status = run_status(out, run.name, states)
-        summary = read_json(out / "summary.json")
         step = status.step
-        if summary is not None and summary.get("config_hash") == config_hash(identity) and summary.get("steps", 0) >= spec.steps:
+        if finished_summary(spec) is not None:
             action, why = "skip", "finished"
         elif status.state == "diverged":
             action, why = "skip", "diverged; delete the run directory to run it again"

@@ -31,13 +31,23 @@ def spec(request: pytest.FixtureRequest) -> TimingSpec:
 
 
 @pytest.fixture(scope="module")
-def agents(spec: TimingSpec):
+def device(spec: TimingSpec) -> torch.device:
+    return resolve_device(spec.device)
+
+
+@pytest.fixture(scope="module")
+def info(device: torch.device) -> dict:
+    return environment_info(device)
+
+
+@pytest.fixture(scope="module")
+def agents(spec: TimingSpec, device: torch.device):
     cache: dict[tuple[str, int], Agent] = {}
 
     def get(algo: str, steps: int) -> Agent:
         if (algo, steps) not in cache:
             cache.clear()  # one agent alive at a time keeps memory flat
-            cache[algo, steps] = timing_agent(algo, steps, spec, resolve_device(spec.device))
+            cache[algo, steps] = timing_agent(algo, steps, spec, device)
         return cache[algo, steps]
 
     return get
@@ -46,11 +56,10 @@ def agents(spec: TimingSpec):
 @pytest.mark.parametrize("part", PARTS)
 @pytest.mark.parametrize("steps", DEFAULT_FLOW_STEPS, ids=lambda k: f"K{k}")
 @pytest.mark.parametrize("algo", TIMED_ALGOS)
-def test_cost_against_flow_steps(benchmark, agents, spec: TimingSpec, algo: str, steps: int, part: str) -> None:
-    device = resolve_device(spec.device)
+def test_cost_against_flow_steps(benchmark, agents, spec: TimingSpec, device: torch.device, info: dict, algo: str,
+                                 steps: int, part: str) -> None:
     agent = agents(algo, steps)
     call = timed_call(agent, part, spec, device)
-    info = environment_info(device)
     benchmark.extra_info.update(
         algorithm=algo, K=steps, part=part, batch_size=spec.act_batch if part == "act" else spec.batch_size,
         policy_parts="+".join(agent.policy_update_parts), profile=spec.profile or "default", obs_dim=spec.obs_dim,
