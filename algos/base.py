@@ -13,13 +13,16 @@ import fnmatch
 import types
 import typing
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Hashable, NamedTuple, Sequence
 
 import torch
 
+from algos.seeds import SeedRandom, clip_grad_norm_per_seed, seed_state, stack_seed_states
+
 
 class Batch(NamedTuple):
-    """A batch of transitions; every tensor lives on the agent's device.
+    """A batch of transitions; every tensor lives on the agent's device, ``[S, B, ...]`` with a leading
+    seed axis (``Agent.update`` also takes a one-seed batch without it).
 
     ``masks`` is ``1 - terminal``: zero where the episode truly ended (a truncation is not an end).
     ``next_actions`` is the dataset's action at ``next_obs`` (ReBRAC's critic penalty); on the last
@@ -102,7 +105,11 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
 
 
 class Agent:
-    """Base class: subclasses set the class attributes and implement ``update`` and ``act``.
+    """Base class: subclasses set the class attributes and implement ``train_step`` and ``select_actions``.
+
+    An agent holds ``num_seeds`` (S) seeds of its algorithm as one batched model (``algos.seeds``):
+    every parameter, batch tensor, loss and metric has a leading seed axis, and seed ``i`` computes
+    exactly what a one-seed agent of seed ``i`` computes. S = 1 is an ordinary run.
 
     Class attributes the harness reads:
     - ``name``: registry name.
@@ -114,6 +121,11 @@ class Agent:
     - ``profiles``: named override sets (``cpu``: the small profile for tests and CPU demos).
     - ``presets``: per-dataset overrides as ``(pattern, overrides)`` pairs, ``fnmatch`` patterns on
       the dataset id, applied in order (later ones win), e.g. FQL's alpha table.
+
+    The training step is written so that it can be captured as a CUDA graph and replayed
+    (harness/training.py): ``train_step`` does tensor work only — no reads back to the host, no
+    Python state changed, no branch on tensor values; its Python branches depend on ``graph_key()``
+    alone, and the Python bookkeeping (step count, learning-rate schedules) is in ``advance()``.
     """
 
     name: ClassVar[str] = ""
@@ -124,30 +136,47 @@ class Agent:
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     presets: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = ()
 
-    def __init__(self, obs_dim: int, act_dim: int, config: AgentConfig, device: torch.device | str = "cpu"):
+    def __init__(self, obs_dim: int, act_dim: int, config: AgentConfig, device: torch.device | str = "cpu",
+                 num_seeds: int = 1):
+        if num_seeds < 1:
+            raise ValueError(f"num_seeds must be at least 1, got {num_seeds}")
         self.obs_dim = obs_dim
         self.act_dim = act_dim
         self.config = config
         self.device = torch.device(device)
+        self.num_seeds = num_seeds
         self.step = 0
-        # The agent's own randomness (noise in losses, stochastic acting during training) comes from
-        # this generator so that a resumed run replays exactly; the harness seeds it per run.
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(0)
+        # Each seed's own randomness (noise in losses) comes from its own generator so that a resumed
+        # run replays exactly and a batched seed draws what it would draw alone; the harness seeds them.
+        self.generators = [torch.Generator(device=self.device) for _ in range(num_seeds)]
+        for g in self.generators:
+            g.manual_seed(0)
+        self.rng = SeedRandom(self.generators, self.device)
 
     # -- to implement -------------------------------------------------------------------------
-    def update(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One full update on a seeded batch (``[S, B, ...]``); returns detached ``[S]`` metrics, the
+        same keys every step. Tensor work only (see the class docstring)."""
         raise NotImplementedError
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
+        """Actions ``[S, N, act_dim]`` in [-1, 1] for observations ``[S, N, obs_dim]`` (no grad)."""
         raise NotImplementedError
 
-    def policy_step(self, batch: Batch) -> torch.Tensor:
+    def policy_train_step(self, batch: Batch) -> torch.Tensor:
         """One gradient step on the policy's losses alone (``policy_update_parts``), computed as
-        ``update`` computes them; the critic is not trained and ``step`` does not advance. This is
-        what timing measures as "the policy update". Returns the (detached) loss."""
+        ``train_step`` computes them; the critic is not trained and ``step`` does not advance. This is
+        what timing measures as "the policy update". Returns the detached ``[S]`` loss."""
         raise NotImplementedError(f"{type(self).__name__} does not separate its policy update")
+
+    def graph_key(self) -> Hashable:
+        """Which code path the next ``train_step`` takes (a function of ``step``): one CUDA graph is
+        captured per key. Agents whose step always runs the same code return None."""
+        return None
+
+    def advance(self) -> None:
+        """The Python side of a finished update: the step count and anything that follows it."""
+        self.step += 1
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """Every network (targets included) by name; used for state_dict and train/eval modes."""
@@ -156,48 +185,117 @@ class Agent:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
+    # -- public calls (one-seed tensors without a seed axis are accepted) -------------------------
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step: ``train_step`` then ``advance``. Returns tensors (no host sync): ``[S]``
+        per metric for a seeded batch, 0-d for a one-seed batch given without the seed axis."""
+        unbatched = batch.obs.dim() == 2
+        metrics = self.train_step(self.with_seed_axis(batch) if unbatched else batch)
+        self.advance()
+        return {k: v[0] for k, v in metrics.items()} if unbatched else metrics
+
+    def policy_step(self, batch: Batch) -> torch.Tensor:
+        unbatched = batch.obs.dim() == 2
+        loss = self.policy_train_step(self.with_seed_axis(batch) if unbatched else batch)
+        return loss[0] if unbatched else loss
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator | None] | None = None
+            ) -> torch.Tensor:
+        """Actions for ``obs`` ``[S, N, obs_dim]`` (or ``[N, obs_dim]`` for a one-seed agent), drawing
+        each seed's noise from its ``generator`` (one, or one per seed; None: the global generator)."""
+        unbatched = obs.dim() == 2
+        if unbatched:
+            self.require_one_seed("act on observations without a seed axis")
+            obs = obs.unsqueeze(0)
+        generators = list(generator) if isinstance(generator, (list, tuple)) else [generator] * self.num_seeds
+        if len(generators) != self.num_seeds:
+            raise ValueError(f"{len(generators)} generators for {self.num_seeds} seeds")
+        actions = self.select_actions(obs, SeedRandom(generators, obs.device))
+        return actions[0] if unbatched else actions
+
+    def with_seed_axis(self, batch: Batch) -> Batch:
+        self.require_one_seed("train on a batch without a seed axis")
+        return Batch(*(None if x is None else x.unsqueeze(0) for x in batch))
+
+    def require_one_seed(self, what: str) -> None:
+        if self.num_seeds != 1:
+            raise ValueError(f"cannot {what} with {self.num_seeds} seeds: give tensors a leading seed axis")
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The generator of a one-seed agent."""
+        self.require_one_seed("use a single generator")
+        return self.generators[0]
+
     # -- shared -------------------------------------------------------------------------------
+    def adam(self, params: Any, lr: float) -> torch.optim.Optimizer:
+        """Adam as every agent uses it: on CUDA capturable (its step count on the GPU, so the update can
+        be replayed as a CUDA graph) with the learning rate as a tensor (schedules change it in place)."""
+        if self.device.type == "cuda":
+            return torch.optim.Adam(params, lr=torch.tensor(lr, device=self.device), capturable=True)
+        return torch.optim.Adam(params, lr=lr)
+
+    @staticmethod
+    def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+        """Sets a learning rate without a host sync (in place where it is a tensor)."""
+        for group in optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+
     def state_dict(self) -> dict[str, Any]:
         """A snapshot (deep copy): torch's own state dicts alias live tensors, e.g. Adam's step count."""
         return copy.deepcopy({
             "step": self.step,
-            "generator": self.generator.get_state(),
+            "num_seeds": self.num_seeds,
+            "generators": [g.get_state() for g in self.generators],
             "modules": {k: m.state_dict() for k, m in self.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
-            "schedulers": {k: s.state_dict() for k, s in self.schedulers().items()},
             "extra": self.extra_state(),
         })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["generators"]) != self.num_seeds:
+            raise ValueError(f"state of {len(state['generators'])} seeds for an agent of {self.num_seeds}")
         self.step = int(state["step"])
-        self.generator.set_state(state["generator"].cpu() if self.device.type == "cpu" else state["generator"])
+        for g, g_state in zip(self.generators, state["generators"]):
+            g.set_state(g_state.cpu())
         for k, m in self.modules().items():
             m.load_state_dict(state["modules"][k])
         for k, o in self.optimizers().items():
             o.load_state_dict(state["optimizers"][k])
-        for k, s in self.schedulers().items():
-            s.load_state_dict(state["schedulers"][k])
+            for group in o.param_groups:  # a checkpoint moved between CPU and CUDA: lr as this device has it
+                lr = float(group["lr"])
+                group["lr"] = torch.tensor(lr, device=self.device) if self.device.type == "cuda" else lr
         self.load_extra_state(state["extra"])
 
+    def seed_state_dict(self, index: int) -> dict[str, Any]:
+        """The one-seed state of seed ``index`` (what a one-seed run of that seed would checkpoint)."""
+        return seed_state(self.state_dict(), index)
+
+    def load_seed_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
+        """Loads one one-seed state per seed (all at the same step)."""
+        self.load_state_dict(stack_seed_states(states))
+
     def extra_state(self) -> dict[str, Any]:
-        """Anything else ``update`` depends on (plain Python values)."""
+        """Anything else ``update`` depends on: plain Python values shared by all seeds, or tensors with
+        a leading seed axis."""
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
-    def schedulers(self) -> dict[str, Any]:
-        return {}
-
-    @staticmethod
-    def minimize(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_params: Any = None,
+    def minimize(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_params: Any = None,
                  max_grad_norm: float = 0.0) -> torch.Tensor:
-        """One optimiser step on ``loss`` (parameters without a gradient are left alone), optionally
-        clipping the gradient norm of ``clip_params``; returns the detached loss."""
+        """One optimiser step on the per-seed ``loss`` ``[S]`` (their sum: seed i's parameters get seed
+        i's gradient; parameters without a gradient are left alone), optionally clipping each seed's
+        gradient norm over ``clip_params``; returns the detached ``[S]`` loss."""
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         if clip_params is not None and max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(clip_params, max_grad_norm)
+            clip_grad_norm_per_seed(list(clip_params), max_grad_norm)
         optimizer.step()
         return loss.detach()
 
@@ -262,7 +360,25 @@ def resolve_config(
 
 
 def make_agent(
-    name: str, obs_dim: int, act_dim: int, config: AgentConfig | None = None, device: torch.device | str = "cpu"
+    name: str, obs_dim: int, act_dim: int, config: AgentConfig | None = None, device: torch.device | str = "cpu",
+    num_seeds: int = 1,
 ) -> Agent:
     cls = get_agent_class(name)
-    return cls(obs_dim, act_dim, config if config is not None else cls.config_class(), device)
+    return cls(obs_dim, act_dim, config if config is not None else cls.config_class(), device, num_seeds)
+
+
+def make_seeded_agent(name: str, obs_dim: int, act_dim: int, config: AgentConfig, seeds: Sequence[int],
+                      device: torch.device | str = "cpu") -> Agent:
+    """An agent of ``len(seeds)`` seeds whose seed ``i`` starts exactly as a one-seed agent of
+    ``seeds[i]``: networks initialised under ``torch.manual_seed(seed)``, generator seeded ``seed + 1``."""
+    agents = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        agent = make_agent(name, obs_dim, act_dim, config, device)
+        agent.generators[0].manual_seed(seed + 1)
+        agents.append(agent)
+    if len(agents) == 1:
+        return agents[0]
+    batched = make_agent(name, obs_dim, act_dim, config, device, num_seeds=len(seeds))
+    batched.load_seed_state_dicts([a.state_dict() for a in agents])
+    return batched

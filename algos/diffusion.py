@@ -7,6 +7,7 @@ Diffusion-QL's discrete variance-preserving schedule (Wang, Hunt, Zhou 2023, aft
 The network predicts ε; the loss is mean ‖ε_θ(s, x_k, k) − ε‖². Sampling runs the K reverse steps
 x_{k−1} ~ q(x_{k−1} | x_k, x̂₀) from x_{K−1} ~ N(0, I), with x̂₀ = (x_k − √(1 − ᾱ_k) ε_θ)/√ᾱ_k
 clipped to the action box, no noise on the last step, and clips the result.
+Tensors carry the leading seed axis (``algos.seeds``): ``[S, B, ...]``; losses are ``[S]``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from algos.networks import MLP
+from algos.seeds import SeedRandom, seed_mean
 
 
 class VPSchedule:
@@ -35,7 +37,7 @@ class VPSchedule:
         posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
 
         def as_tensor(x: torch.Tensor) -> torch.Tensor:
-            return x.to(device=device, dtype=torch.float32)
+            return x.to(device=device, dtype=torch.get_default_dtype())
 
         self.betas = as_tensor(betas)
         self.alphas_cumprod = as_tensor(alphas_cumprod)
@@ -48,8 +50,8 @@ class VPSchedule:
         self.posterior_log_variance = as_tensor(posterior_variance.clamp(min=1e-20).log())
 
     def noised(self, actions: torch.Tensor, k: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """x_k = √ᾱ_k a + √(1 − ᾱ_k) ε for a batch of step indices ``k`` (shape ``[B]``)."""
-        return self.sqrt_alphas_cumprod[k, None] * actions + self.sqrt_one_minus_alphas_cumprod[k, None] * noise
+        """x_k = √ᾱ_k a + √(1 − ᾱ_k) ε for a batch of step indices ``k`` (shape ``[S, B]``)."""
+        return self.sqrt_alphas_cumprod[k][..., None] * actions + self.sqrt_one_minus_alphas_cumprod[k][..., None] * noise
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -62,7 +64,7 @@ class SinusoidalEmbedding(nn.Module):
                              persistent=False)
 
     def forward(self, k: torch.Tensor) -> torch.Tensor:
-        angles = k.float().reshape(-1, 1) * self.freqs
+        angles = k.to(self.freqs.dtype)[..., None] * self.freqs
         return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
@@ -70,38 +72,39 @@ class NoisePredictor(nn.Module):
     """``ε_θ(s, x_k, k)``: Diffusion-QL's MLP on [x, time features, s] (time: sinusoid → 2-layer MLP)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims: Sequence[int], activation: str = "mish",
-                 time_dim: int = 16):
+                 time_dim: int = 16, seeds: int = 1):
         super().__init__()
-        self.time_features = nn.Sequential(SinusoidalEmbedding(time_dim), MLP(time_dim, (2 * time_dim,), time_dim, "mish"))
-        self.net = MLP(act_dim + time_dim + obs_dim, hidden_dims, act_dim, activation)
+        self.time_features = nn.Sequential(SinusoidalEmbedding(time_dim),
+                                           MLP(time_dim, (2 * time_dim,), time_dim, "mish", seeds=seeds))
+        self.net = MLP(act_dim + time_dim + obs_dim, hidden_dims, act_dim, activation, seeds=seeds)
 
     def forward(self, obs: torch.Tensor, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return self.net(x, self.time_features(k), obs)
 
 
 def denoising_loss(model: NoisePredictor, schedule: VPSchedule, obs: torch.Tensor, actions: torch.Tensor,
-                   generator: torch.Generator, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """mean ‖ε_θ(s, x_k, k) − ε‖² over batch and action dimensions, k ~ U{0 … K−1};
-    ``weights`` (per batch element) make it QIPO-Diff's weighted denoising loss."""
-    k = torch.randint(0, schedule.steps, (actions.shape[0],), generator=generator, device=actions.device)
-    noise = torch.randn(actions.shape, generator=generator, device=actions.device)
+                   rng: SeedRandom, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """mean ‖ε_θ(s, x_k, k) − ε‖² over batch and action dimensions per seed, k ~ U{0 … K−1};
+    ``weights`` (per batch element, ``[S, B]``) make it QIPO-Diff's weighted denoising loss."""
+    k = rng.randint(schedule.steps, actions.shape[1:-1])
+    noise = rng.randn(actions.shape[1:], dtype=actions.dtype)
     err = ((model(obs, schedule.noised(actions, k, noise), k) - noise) ** 2).mean(-1)
-    return err.mean() if weights is None else (weights * err).mean()
+    return seed_mean(err if weights is None else weights * err)
 
 
 def ddpm_sample(model: NoisePredictor, schedule: VPSchedule, obs: torch.Tensor, noise: torch.Tensor,
-                generator: torch.Generator | None, clip_denoised: bool = True) -> torch.Tensor:
+                rng: SeedRandom, clip_denoised: bool = True) -> torch.Tensor:
     """Runs the K reverse steps from ``noise``; gradients flow through every step unless the caller
     wraps it in ``torch.no_grad()`` (Diffusion-QL backpropagates its Q term through the whole chain)."""
     x = noise
     for k in reversed(range(schedule.steps)):
-        steps = torch.full((x.shape[0],), k, device=x.device, dtype=torch.long)
+        steps = torch.full(x.shape[:-1], k, device=x.device, dtype=torch.long)
         eps = model(obs, x, steps)
         x0 = schedule.sqrt_recip_alphas_cumprod[k] * x - schedule.sqrt_recipm1_alphas_cumprod[k] * eps
         if clip_denoised:
             x0 = x0.clamp(-1.0, 1.0)
         x = schedule.posterior_mean_coef1[k] * x0 + schedule.posterior_mean_coef2[k] * x
         if k > 0:
-            z = torch.randn(x.shape, generator=generator, device=x.device)
+            z = rng.randn(x.shape[1:], dtype=x.dtype)
             x = x + (0.5 * schedule.posterior_log_variance[k]).exp() * z
     return x.clamp(-1.0, 1.0)

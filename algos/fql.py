@@ -23,6 +23,7 @@ from torch.func import functional_call
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
 from algos.networks import MLP, Critic, soft_update
+from algos.seeds import SeedRandom, seed_mean
 
 
 @dataclass
@@ -92,17 +93,20 @@ class FQL(Agent):
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
     presets = FQL_PRESETS
 
-    def __init__(self, obs_dim: int, act_dim: int, config: FQLConfig, device: torch.device | str = "cpu"):
-        super().__init__(obs_dim, act_dim, config, device)
-        c = config
+    def __init__(self, obs_dim: int, act_dim: int, config: FQLConfig, device: torch.device | str = "cpu",
+                 num_seeds: int = 1):
+        super().__init__(obs_dim, act_dim, config, device, num_seeds)
+        c, s = config, num_seeds
         if c.q_agg not in ("mean", "min"):
             raise ValueError(f"q_agg must be 'mean' or 'min', got {c.q_agg!r}")
-        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, c.num_qs, c.layer_norm, c.activation).to(self.device)
+        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, c.num_qs, c.layer_norm, c.activation,
+                             seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm).to(self.device)
-        self.onestep = MLP(obs_dim + act_dim, c.actor_hidden_dims, act_dim, c.activation, c.actor_layer_norm).to(self.device)
-        params = [*self.critic.parameters(), *self.flow.parameters(), *self.onestep.parameters()]
-        self.opt = torch.optim.Adam(params, lr=c.lr)
+        self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
+                                  seeds=s).to(self.device)
+        self.onestep = MLP(obs_dim + act_dim, c.actor_hidden_dims, act_dim, c.activation, c.actor_layer_norm,
+                           seeds=s).to(self.device)
+        self.opt = self.adam([*self.critic.parameters(), *self.flow.parameters(), *self.onestep.parameters()], c.lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "target_critic": self.target_critic, "flow": self.flow, "onestep": self.onestep}
@@ -110,8 +114,8 @@ class FQL(Agent):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"all": self.opt}
 
-    def noise(self, n: int) -> torch.Tensor:
-        return torch.randn((n, self.act_dim), generator=self.generator, device=self.device)
+    def noise(self, n: int, dtype: torch.dtype) -> torch.Tensor:
+        return self.rng.randn((n, self.act_dim), dtype=dtype)
 
     def distillation_target(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The K-step Euler solution of the BC flow from ``z``; no gradient reaches the flow."""
@@ -119,29 +123,29 @@ class FQL(Agent):
             return euler_sample(self.flow, obs, z, self.config.flow_steps)
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """L_Q with next actions from the one-step policy, and Q(s, a) on the data."""
+        """L_Q ``[S]`` with next actions from the one-step policy, and Q(s, a) ``[S, E, B]`` on the data."""
         c = self.config
         with torch.no_grad():
-            next_actions = self.onestep(batch.next_obs, self.noise(len(batch.obs))).clamp(-1.0, 1.0)
+            next_actions = self.onestep(batch.next_obs, self.noise(batch.obs.shape[1], batch.obs.dtype)).clamp(-1.0, 1.0)
             next_qs = self.target_critic(batch.next_obs, next_actions)
-            next_q = next_qs.min(0).values if c.q_agg == "min" else next_qs.mean(0)
+            next_q = next_qs.min(1).values if c.q_agg == "min" else next_qs.mean(1)
             target = batch.rewards + c.discount * batch.masks * next_q
         q = self.critic(batch.obs, batch.actions)
-        return ((q - target) ** 2).mean(), q
+        return seed_mean((q - target[:, None]) ** 2), q
 
     def policy_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """L_flow, L_distill (the K-step Euler target) and L_q: the policy update's three terms."""
-        flow_loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.generator)
+        """L_flow, L_distill (the K-step Euler target) and L_q, each ``[S]``: the policy update's three terms."""
+        flow_loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.rng)
 
-        z = self.noise(len(batch.obs))
+        z = self.noise(batch.obs.shape[1], batch.obs.dtype)
         policy_actions = self.onestep(batch.obs, z)
-        distill_loss = ((policy_actions - self.distillation_target(batch.obs, z)) ** 2).mean()
+        distill_loss = seed_mean((policy_actions - self.distillation_target(batch.obs, z)) ** 2)
 
         frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-        q_pi = functional_call(self.critic, frozen, (batch.obs, policy_actions.clamp(-1.0, 1.0))).mean(0)
-        q_loss = -q_pi.mean()
+        q_pi = functional_call(self.critic, frozen, (batch.obs, policy_actions.clamp(-1.0, 1.0))).mean(1)
+        q_loss = -seed_mean(q_pi)
         if self.config.normalize_q_loss:
-            q_loss = q_loss / q_pi.abs().mean().detach()
+            q_loss = q_loss / seed_mean(q_pi.abs()).detach()
         return {"flow": flow_loss, "distill": distill_loss, "q": q_loss}
 
     def policy_objective(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -149,25 +153,23 @@ class FQL(Agent):
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         critic_loss, q = self.critic_loss(batch)
-        return {"critic": critic_loss, **self.policy_losses(batch), "q_data": q.mean()}
+        return {"critic": critic_loss, **self.policy_losses(batch), "q_data": seed_mean(q)}
 
-    def policy_step(self, batch: Batch) -> torch.Tensor:
+    def policy_train_step(self, batch: Batch) -> torch.Tensor:
         return self.minimize(self.opt, self.policy_objective(self.policy_losses(batch)))
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         losses = self.losses(batch)
         self.minimize(self.opt, losses["critic"] + self.policy_objective(losses))
         soft_update(self.target_critic, self.critic, self.config.tau)
-        self.step += 1
         return {
-            "critic_loss": losses["critic"].item(),
-            "flow_loss": losses["flow"].item(),
-            "distill_loss": losses["distill"].item(),
-            "q_loss": losses["q"].item(),
-            "q_mean": losses["q_data"].item(),
+            "critic_loss": losses["critic"].detach(),
+            "flow_loss": losses["flow"].detach(),
+            "distill_loss": losses["distill"].detach(),
+            "q_loss": losses["q"].detach(),
+            "q_mean": losses["q_data"].detach(),
         }
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn((obs.shape[0], self.act_dim), generator=generator, device=obs.device)
+    def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
+        z = rng.randn((obs.shape[1], self.act_dim), dtype=obs.dtype)
         return self.onestep(obs, z).clamp(-1.0, 1.0)

@@ -25,6 +25,7 @@ from minari.dataset.minari_dataset import parse_dataset_id
 
 import harness.envs  # registers flowbench's evaluation envs
 from algos.base import Batch
+from algos.seeds import SeedRandom
 from harness import datasets as builders
 
 # d4rl/infos.py: the random (min) and expert (max) returns its normalised scores use, per env.
@@ -336,11 +337,17 @@ def ogbench_to_offline(dataset_id: str, train: dict[str, np.ndarray], env: gym.E
 
 
 class TransitionBuffer:
-    """The dataset's transitions as tensors on the training device; uniform minibatches."""
+    """The dataset's transitions as tensors on the training device; uniform minibatches drawn there.
 
-    def __init__(self, data: OfflineData, device: torch.device | str = "cpu"):
+    ``sample`` draws one minibatch per seed from that seed's generator (``SeedRandom``; device
+    generators, so nothing crosses to the host and the draw can be part of a CUDA graph) and
+    returns them stacked on a leading seed axis: ``[S, B, ...]``.
+    """
+
+    def __init__(self, data: OfflineData, device: torch.device | str = "cpu", dtype: torch.dtype | None = None):
         self.device = torch.device(device)
-        as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=self.device)  # noqa: E731
+        dtype = dtype or torch.get_default_dtype()
+        as_tensor = lambda x: torch.as_tensor(x, dtype=dtype, device=self.device)  # noqa: E731
         self.obs = as_tensor(data.observations)
         self.actions = as_tensor(data.actions)
         self.rewards = as_tensor(data.rewards)
@@ -351,8 +358,10 @@ class TransitionBuffer:
         self.next_actions = as_tensor(data.actions[following])
         self.size = len(data)
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        idx = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
-        idx = idx.to(self.device)
+    def sample(self, batch_size: int, rng: SeedRandom | torch.Generator) -> Batch:
+        """``[S, B, ...]`` from a ``SeedRandom``; a one-seed batch ``[B, ...]`` from a plain generator."""
+        if isinstance(rng, torch.Generator):
+            return Batch(*(x[0] for x in self.sample(batch_size, SeedRandom([rng], rng.device))))
+        idx = rng.randint(self.size, (batch_size,)).to(self.device)
         return Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.masks[idx],
                      self.next_actions[idx])
