@@ -5,6 +5,7 @@ The baseline every offline-RL table starts from. ``policy`` picks the head:
   reproduces multimodal behaviour data instead of averaging its modes into actions nobody took;
 - ``gaussian``: a Gaussian with state-independent std (the D4RL/FQL-paper BC), acting with its mean;
 - ``deterministic``: an MLP trained with MSE.
+Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, the loss ``[S]``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.networks import MLP, GaussianActor, MixtureActor, sample_mixture
+from algos.seeds import SeedRandom, seed_mean
 
 
 @dataclass
@@ -36,19 +38,20 @@ class BC(Agent):
     policy_update_parts = ("actor",)
     profiles = {"cpu": {"hidden_dims": (256, 256)}}
 
-    def __init__(self, obs_dim: int, act_dim: int, config: BCConfig, device: torch.device | str = "cpu"):
-        super().__init__(obs_dim, act_dim, config, device)
-        c = config
+    def __init__(self, obs_dim: int, act_dim: int, config: BCConfig, device: torch.device | str = "cpu",
+                 num_seeds: int = 1):
+        super().__init__(obs_dim, act_dim, config, device, num_seeds)
+        c, s = config, num_seeds
         if c.policy == "gmm":
-            self.actor = MixtureActor(obs_dim, act_dim, c.hidden_dims, c.components, c.activation)
+            self.actor = MixtureActor(obs_dim, act_dim, c.hidden_dims, c.components, c.activation, seeds=s)
         elif c.policy == "gaussian":
-            self.actor = GaussianActor(obs_dim, act_dim, c.hidden_dims, c.activation)
+            self.actor = GaussianActor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s)
         elif c.policy == "deterministic":
-            self.actor = MLP(obs_dim, c.hidden_dims, act_dim, c.activation)
+            self.actor = MLP(obs_dim, c.hidden_dims, act_dim, c.activation, seeds=s)
         else:
             raise ValueError(f"unknown BC policy {c.policy!r}; valid: gmm, gaussian, deterministic")
         self.actor.to(self.device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
+        self.actor_opt = self.adam(self.actor.parameters(), c.lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"actor": self.actor}
@@ -56,25 +59,21 @@ class BC(Agent):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_opt}
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def actor_loss(self, batch: Batch) -> torch.Tensor:
+        """MSE (deterministic) or the negative log-likelihood of the data's actions, ``[S]``."""
         if self.config.policy == "deterministic":
-            loss = ((self.actor(batch.obs) - batch.actions) ** 2).mean()
-        else:
-            dist = self.actor(batch.obs)
-            log_prob = dist.log_prob(batch.actions)
-            loss = -(log_prob.sum(-1) if log_prob.dim() > 1 else log_prob).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_opt.step()
-        self.step += 1
-        return {"actor_loss": loss.item()}
+            return seed_mean((self.actor(batch.obs) - batch.actions) ** 2)
+        log_prob = self.actor(batch.obs).log_prob(batch.actions)  # gaussian: per dimension [S, B, act]
+        return -seed_mean(log_prob.sum(-1) if self.config.policy == "gaussian" else log_prob)
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"actor_loss": self.minimize(self.actor_opt, self.actor_loss(batch))}
+
+    def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
         if self.config.policy == "deterministic":
             actions = self.actor(obs)
         elif self.config.policy == "gaussian":
             actions = self.actor(obs).mean
         else:
-            actions = sample_mixture(self.actor(obs), generator)
+            actions = sample_mixture(self.actor(obs), rng)
         return actions.clamp(-1.0, 1.0)

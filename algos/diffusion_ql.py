@@ -13,12 +13,15 @@ Q-learning through the whole reverse chain:
 - acting: N = 50 candidates per state from the policy, one drawn with probability softmax(Q)
   (``action_selection="softmax"``, the official code) or the best one (``"argmax"``), Q = min of
   the target critic's heads.
+Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``; the
+gradient-norm clip applies to each seed's gradient on its own.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Hashable
 
 import torch
 from torch.func import functional_call
@@ -26,6 +29,7 @@ from torch.func import functional_call
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.diffusion import NoisePredictor, VPSchedule, ddpm_sample, denoising_loss
 from algos.networks import Critic, soft_update
+from algos.seeds import SeedRandom, seed_mean
 
 
 @dataclass
@@ -73,18 +77,20 @@ class DiffusionQL(Agent):
         ("local/pointmaze/*", {"critic_layer_norm": True}),
     )
 
-    def __init__(self, obs_dim: int, act_dim: int, config: DiffusionQLConfig, device: torch.device | str = "cpu"):
-        super().__init__(obs_dim, act_dim, config, device)
-        c = config
+    def __init__(self, obs_dim: int, act_dim: int, config: DiffusionQLConfig, device: torch.device | str = "cpu",
+                 num_seeds: int = 1):
+        super().__init__(obs_dim, act_dim, config, device, num_seeds)
+        c, s = config, num_seeds
         if c.action_selection not in ("softmax", "argmax"):
             raise ValueError(f"action_selection must be 'softmax' or 'argmax', got {c.action_selection!r}")
         self.schedule = VPSchedule(c.diffusion_steps, self.device)
-        self.actor = NoisePredictor(obs_dim, act_dim, c.hidden_dims, c.activation).to(self.device)
+        self.actor = NoisePredictor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s).to(self.device)
         self.ema_actor = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = Critic(obs_dim, act_dim, c.hidden_dims, 2, c.critic_layer_norm, c.activation).to(self.device)
+        self.critic = Critic(obs_dim, act_dim, c.hidden_dims, 2, c.critic_layer_norm, c.activation,
+                             seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr)
+        self.actor_opt = self.adam(self.actor.parameters(), c.lr)
+        self.critic_opt = self.adam(self.critic.parameters(), c.lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"actor": self.actor, "ema_actor": self.ema_actor, "critic": self.critic, "target_critic": self.target_critic}
@@ -92,28 +98,30 @@ class DiffusionQL(Agent):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_opt, "critic": self.critic_opt}
 
-    def sample(self, model: NoisePredictor, obs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        noise = torch.randn((obs.shape[0], self.act_dim), generator=generator, device=obs.device)
-        return ddpm_sample(model, self.schedule, obs, noise, generator)
+    def sample(self, model: NoisePredictor, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
+        """Actions ``[S, N, act_dim]`` from the K-step reverse chain of ``model`` for ``obs`` ``[S, N, obs_dim]``."""
+        noise = rng.randn((obs.shape[1], self.act_dim), dtype=obs.dtype)
+        return ddpm_sample(model, self.schedule, obs, noise, rng)
 
     def critic_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step of the twin TD critic, next actions from the EMA policy; returns L_Q and Q(s, a)."""
+        """One step of the twin TD critic, next actions from the EMA policy; returns L_Q ``[S]`` and
+        Q(s, a) ``[S, 2, B]``."""
         c = self.config
         with torch.no_grad():
-            next_actions = self.sample(self.ema_actor, batch.next_obs, self.generator)
-            next_q = self.target_critic(batch.next_obs, next_actions).min(0).values
+            next_actions = self.sample(self.ema_actor, batch.next_obs, self.rng)
+            next_q = self.target_critic(batch.next_obs, next_actions).min(1).values
             target = batch.rewards + c.discount * batch.masks * next_q
         q = self.critic(batch.obs, batch.actions)
-        critic_loss = ((q - target) ** 2).mean(1).sum()
+        critic_loss = ((q - target[:, None]) ** 2).mean(-1).sum(-1)
         return self.minimize(self.critic_opt, critic_loss, self.critic.parameters(), c.grad_norm), q.detach()
 
     def actor_losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """L_diffusion and the normalised Q term, whose action comes through all K reverse steps."""
-        bc_loss = denoising_loss(self.actor, self.schedule, batch.obs, batch.actions, self.generator)
-        policy_actions = self.sample(self.actor, batch.obs, self.generator)  # gradient through all K steps
+        """L_diffusion and the normalised Q term (each ``[S]``), whose action comes through all K reverse steps."""
+        bc_loss = denoising_loss(self.actor, self.schedule, batch.obs, batch.actions, self.rng)
+        policy_actions = self.sample(self.actor, batch.obs, self.rng)  # gradient through all K steps
         frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
         q_pi = functional_call(self.critic, frozen, (batch.obs, policy_actions))
-        q_loss = -q_pi.mean() / q_pi.abs().mean().detach().clamp(min=1e-6)
+        q_loss = -seed_mean(q_pi) / seed_mean(q_pi.abs()).detach().clamp(min=1e-6)
         return bc_loss, q_loss
 
     def actor_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,33 +130,42 @@ class DiffusionQL(Agent):
         self.minimize(self.actor_opt, bc_loss + self.config.eta * q_loss, self.actor.parameters(), self.config.grad_norm)
         return bc_loss.detach(), q_loss.detach()
 
-    def policy_step(self, batch: Batch) -> torch.Tensor:
+    def policy_train_step(self, batch: Batch) -> torch.Tensor:
         bc_loss, q_loss = self.actor_step(batch)
         return bc_loss + self.config.eta * q_loss
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def ema_action(self) -> str | None:
+        """What the next update does to the EMA policy after its gradient steps: ``copy`` (before
+        ``ema_start``), ``soft`` (a Polyak step) or nothing (None), every ``ema_every`` updates. Counted
+        with the update itself (step + 1), as the official code increments its step first."""
+        c, step = self.config, self.step + 1
+        if step % c.ema_every != 0:
+            return None
+        return "copy" if step < c.ema_start else "soft"
+
+    def graph_key(self) -> Hashable:
+        return self.ema_action()
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         critic_loss, q = self.critic_step(batch)
         bc_loss, q_loss = self.actor_step(batch)
 
-        self.step += 1
-        if self.step % c.ema_every == 0:
-            if self.step < c.ema_start:
-                self.ema_actor.load_state_dict(self.actor.state_dict())
-            else:
-                soft_update(self.ema_actor, self.actor, 1.0 - c.ema_decay)
+        ema = self.ema_action()
+        if ema == "copy":
+            self.ema_actor.load_state_dict(self.actor.state_dict())
+        elif ema == "soft":
+            soft_update(self.ema_actor, self.actor, 1.0 - c.ema_decay)
         soft_update(self.target_critic, self.critic, c.tau)
-        return {"critic_loss": critic_loss.item(), "bc_loss": bc_loss.item(), "q_loss": q_loss.item(),
-                "q_mean": q.mean().item()}
+        return {"critic_loss": critic_loss, "bc_loss": bc_loss, "q_loss": q_loss, "q_mean": seed_mean(q)}
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        n, k = obs.shape[0], self.config.num_candidates
-        repeated = obs.repeat_interleave(k, dim=0)
-        candidates = self.sample(self.actor, repeated, generator).reshape(n, k, self.act_dim)
-        q = self.target_critic(repeated, candidates.reshape(n * k, -1)).min(0).values.reshape(n, k)
+    def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
+        s, n, k = obs.shape[0], obs.shape[1], self.config.num_candidates
+        repeated = obs.repeat_interleave(k, dim=1)
+        candidates = self.sample(self.actor, repeated, rng).reshape(s, n, k, self.act_dim)
+        q = self.target_critic(repeated, candidates.reshape(s, n * k, -1)).min(1).values.reshape(s, n, k)
         if self.config.action_selection == "argmax":
-            chosen = q.argmax(1)
+            chosen = q.argmax(-1)
         else:
-            chosen = torch.multinomial(torch.softmax(q, dim=1), 1, generator=generator).squeeze(1)
-        return candidates[torch.arange(n, device=obs.device), chosen]
+            chosen = rng.multinomial(torch.softmax(q, dim=-1))
+        return candidates.gather(2, chosen[..., None, None].expand(s, n, 1, self.act_dim)).squeeze(2)

@@ -2,6 +2,7 @@
 
 Loss: L = mean ‖v_θ(s, x_t, t) − (a − x₀)‖², x_t = (1 − t) x₀ + t a, x₀ ~ N(0, I), t ~ U[0, 1].
 Acting: K Euler steps from fresh noise, clipped to [-1, 1]; the policy reproduces the data's modes.
+Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, the loss ``[S]``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
+from algos.seeds import SeedRandom
 
 
 @dataclass
@@ -35,11 +37,13 @@ class FlowBC(Agent):
     policy_update_parts = ("flow",)
     profiles = {"cpu": {"hidden_dims": (256, 256)}}
 
-    def __init__(self, obs_dim: int, act_dim: int, config: FlowBCConfig, device: torch.device | str = "cpu"):
-        super().__init__(obs_dim, act_dim, config, device)
+    def __init__(self, obs_dim: int, act_dim: int, config: FlowBCConfig, device: torch.device | str = "cpu",
+                 num_seeds: int = 1):
+        super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c = config
-        self.flow = VelocityField(obs_dim, act_dim, c.hidden_dims, c.activation, c.layer_norm).to(self.device)
-        self.flow_opt = torch.optim.Adam(self.flow.parameters(), lr=c.lr)
+        self.flow = VelocityField(obs_dim, act_dim, c.hidden_dims, c.activation, c.layer_norm,
+                                  seeds=num_seeds).to(self.device)
+        self.flow_opt = self.adam(self.flow.parameters(), c.lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"flow": self.flow}
@@ -47,15 +51,12 @@ class FlowBC(Agent):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"flow": self.flow_opt}
 
-    def policy_step(self, batch: Batch) -> torch.Tensor:
-        return self.minimize(self.flow_opt, flow_matching_loss(self.flow, batch.obs, batch.actions, self.generator))
+    def policy_train_step(self, batch: Batch) -> torch.Tensor:
+        return self.minimize(self.flow_opt, flow_matching_loss(self.flow, batch.obs, batch.actions, self.rng))
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        loss = self.policy_step(batch)
-        self.step += 1
-        return {"flow_loss": loss.item()}
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"flow_loss": self.policy_train_step(batch)}
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn((obs.shape[0], self.act_dim), generator=generator, device=obs.device)
+    def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
+        noise = rng.randn((obs.shape[1], self.act_dim), dtype=obs.dtype)
         return euler_sample(self.flow, obs, noise, self.config.flow_steps)

@@ -16,13 +16,15 @@ reading of it (shared/DESIGN.md §3), and what the tests pin down is its behavio
   so x = μ_t + σ_t·a₀ moves with velocity u_t = dμ_t/dt + (dσ_t/dt)·a₀ = a₁ − a₀ + λ·h(t)·σ_t²·ĝ.
   h is the energy schedule λ(t) = λ·h(t): ``t``, ``t2`` (t²) or ``t2_over_1mt`` (t²/(1 − t)); the
   guidance weight h(t)(1 − t)² vanishes at both ends.
-- Direction: ĝ = sg ∇ₐ Q(s, â₁) / (batch mean of ‖∇ₐ Q‖), taken at the flow's own estimate of the
+- Direction: ĝ = sg ∇ₐ Q(s, â₁) / (batch mean of ‖∇ₐ Q‖, per seed), taken at the flow's own estimate of the
   endpoint â₁ = clip(x_t + (1 − t)·v_θ(s, x_t, t)) (Q averaged over the twin heads). Taken at the data
   action instead, it says nothing — Q is flat on the data — and the toy stays at imitation (34–42).
 - Loss: L_flow = mean ‖v_θ(s, x_t, t) − u_t‖² with x_t = t·a₁ + (1 − t)·a₀ on the ordinary path (the
   guidance enters the target, not the sample, because ĝ itself depends on x_t). The same forward
   pass gives â₁ (detached), so the update costs two critic passes and one flow pass whatever K is.
 - Acting: K Euler steps from N(0, I), clipped to [-1, 1]; optionally best of N samples by min Q.
+
+Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
 
 A learnable schedule h_θ is not offered: every objective for it that we could write down needs
 samples of the final policy, i.e. integrating the flow during training, which is what FlowQ avoids.
@@ -37,6 +39,7 @@ import torch
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, best_of_n_flow_actions, linear_path, sample_noise_and_time
 from algos.iql import InSampleCritic
+from algos.seeds import SeedRandom, per_seed, seed_mean
 
 SCHEDULES = ("t", "t2", "t2_over_1mt")
 
@@ -125,14 +128,16 @@ class FlowQ(Agent):
     # another seed's actions out of the support entirely (score −100 from step 1000 on).
     presets = (("D4RL/antmaze/*", {"expectile": 0.9}), ("toy/*", {"energy_scale": 32.0, "lr": 1e-3}))
 
-    def __init__(self, obs_dim: int, act_dim: int, config: FlowQConfig, device: torch.device | str = "cpu"):
-        super().__init__(obs_dim, act_dim, config, device)
-        c = config
+    def __init__(self, obs_dim: int, act_dim: int, config: FlowQConfig, device: torch.device | str = "cpu",
+                 num_seeds: int = 1):
+        super().__init__(obs_dim, act_dim, config, device, num_seeds)
+        c, s = config, num_seeds
         schedule_weight(torch.zeros(1), c.schedule)  # a bad schedule name fails here, not mid-run
         self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
-                                     c.expectile, c.discount).to(self.device)
-        self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm).to(self.device)
-        self.opt = torch.optim.Adam([*self.critic.trainable_parameters(), *self.flow.parameters()], lr=c.lr)
+                                     c.expectile, c.discount, seeds=s).to(self.device)
+        self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
+                                  seeds=s).to(self.device)
+        self.opt = self.adam([*self.critic.trainable_parameters(), *self.flow.parameters()], c.lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "flow": self.flow}
@@ -141,36 +146,35 @@ class FlowQ(Agent):
         return {"all": self.opt}
 
     def q_direction(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """ĝ: ∇ₐ of the mean twin Q at ``actions``, divided by the batch-mean gradient norm (no graph kept)."""
+        """ĝ ``[S, B, act_dim]``: ∇ₐ of the mean twin Q at ``actions``, divided by each seed's batch-mean
+        gradient norm (no graph kept)."""
         actions = actions.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.critic.q(obs, actions).mean(0).sum(), actions)
-        return grad / grad.norm(dim=-1).mean().clamp(min=1e-6)
+        (grad,) = torch.autograd.grad(self.critic.q(obs, actions).mean(1).sum(), actions)
+        return grad / per_seed(seed_mean(grad.norm(dim=-1)).clamp(min=1e-6), grad)
 
     def flow_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Energy-guided flow matching loss and the mean guidance norm; no flow sampling."""
+        """Energy-guided flow matching loss and the mean guidance norm, each ``[S]``; no flow sampling."""
         c = self.config
-        a0, t = sample_noise_and_time(actions, self.generator)
+        a0, t = sample_noise_and_time(actions, self.rng)
         x_t, _ = linear_path(a0, actions, t)
         velocity = self.flow(obs, x_t, t)
         endpoint = (x_t + (1.0 - t) * velocity.detach()).clamp(-1.0, 1.0)
         direction = self.q_direction(obs, endpoint)
         target = guided_velocity(a0, actions, direction, t, c.energy_scale, c.schedule)
-        guidance = (target - (actions - a0)).norm(dim=-1).mean()
-        return ((velocity - target) ** 2).mean(), guidance
+        guidance = seed_mean((target - (actions - a0)).norm(dim=-1))
+        return seed_mean((velocity - target) ** 2), guidance
 
-    def policy_step(self, batch: Batch) -> torch.Tensor:
+    def policy_train_step(self, batch: Batch) -> torch.Tensor:
         return self.minimize(self.opt, self.flow_loss(batch.obs, batch.actions)[0])
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         value_loss, critic_loss, q = self.critic.losses(batch)
         flow_loss, guidance = self.flow_loss(batch.obs, batch.actions)
         self.minimize(self.opt, value_loss + critic_loss + flow_loss)
         self.critic.update_target(self.config.tau)
-        self.step += 1
-        return {"value_loss": value_loss.item(), "critic_loss": critic_loss.item(), "flow_loss": flow_loss.item(),
-                "guidance_norm": guidance.item(), "q_mean": q.mean().item()}
+        return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
+                "flow_loss": flow_loss.detach(), "guidance_norm": guidance.detach(), "q_mean": seed_mean(q).detach()}
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return best_of_n_flow_actions(self.flow, lambda o, a: self.critic.q(o, a).min(0).values, obs,
-                                      self.config.num_samples, self.config.flow_steps, generator)
+    def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
+        return best_of_n_flow_actions(self.flow, lambda o, a: self.critic.q(o, a).min(1).values, obs,
+                                      self.config.num_samples, self.config.flow_steps, rng)

@@ -6,6 +6,7 @@ IQL's in-sample critic next to a BC flow policy; the policy is improved only at 
 - flow:   L_flow = mean ‖v_θ(s, x_t, t) − (a − x₀)‖²
 One optimiser step on L_V + L_Q + L_flow per update (as the official code). Acting samples N flow
 actions per state (K Euler steps each) and takes the one with the highest min_i Q_φᵢ.
+Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, best_of_n_flow_actions, flow_matching_loss
 from algos.iql import InSampleCritic
+from algos.seeds import SeedRandom, seed_mean
 
 
 @dataclass
@@ -46,13 +48,15 @@ class IFQL(Agent):
     policy_update_parts = ("flow",)
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
 
-    def __init__(self, obs_dim: int, act_dim: int, config: IFQLConfig, device: torch.device | str = "cpu"):
-        super().__init__(obs_dim, act_dim, config, device)
-        c = config
+    def __init__(self, obs_dim: int, act_dim: int, config: IFQLConfig, device: torch.device | str = "cpu",
+                 num_seeds: int = 1):
+        super().__init__(obs_dim, act_dim, config, device, num_seeds)
+        c, s = config, num_seeds
         self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
-                                     c.expectile, c.discount).to(self.device)
-        self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm).to(self.device)
-        self.opt = torch.optim.Adam([*self.critic.trainable_parameters(), *self.flow.parameters()], lr=c.lr)
+                                     c.expectile, c.discount, seeds=s).to(self.device)
+        self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
+                                  seeds=s).to(self.device)
+        self.opt = self.adam([*self.critic.trainable_parameters(), *self.flow.parameters()], c.lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "flow": self.flow}
@@ -60,19 +64,17 @@ class IFQL(Agent):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"all": self.opt}
 
-    def policy_step(self, batch: Batch) -> torch.Tensor:
-        return self.minimize(self.opt, flow_matching_loss(self.flow, batch.obs, batch.actions, self.generator))
+    def policy_train_step(self, batch: Batch) -> torch.Tensor:
+        return self.minimize(self.opt, flow_matching_loss(self.flow, batch.obs, batch.actions, self.rng))
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         value_loss, critic_loss, q = self.critic.losses(batch)
-        flow_loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.generator)
+        flow_loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.rng)
         self.minimize(self.opt, value_loss + critic_loss + flow_loss)
         self.critic.update_target(self.config.tau)
-        self.step += 1
-        return {"value_loss": value_loss.item(), "critic_loss": critic_loss.item(), "flow_loss": flow_loss.item(),
-                "q_mean": q.mean().item()}
+        return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
+                "flow_loss": flow_loss.detach(), "q_mean": seed_mean(q).detach()}
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return best_of_n_flow_actions(self.flow, lambda o, a: self.critic.q(o, a).min(0).values, obs,
-                                      self.config.num_samples, self.config.flow_steps, generator)
+    def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
+        return best_of_n_flow_actions(self.flow, lambda o, a: self.critic.q(o, a).min(1).values, obs,
+                                      self.config.num_samples, self.config.flow_steps, rng)

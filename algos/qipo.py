@@ -12,6 +12,8 @@ snapshot π_l of the policy. With a_0 = the dataset action and a_1 … a_M ~ π_
 The snapshot is renewed every K_renew steps, so each renewal raises the effective guidance
 (π_L ∝ π_0·exp(L β Q)). Phases: K₁ steps of flow BC on the data, then K₂ steps of critic warm-up
 (the policy waits), then policy improvement with the critic still learning.
+Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``; every
+seed is in the same phase (the phases follow the shared step count).
 
 No official code was found; every choice is recorded in the config docstring.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Hashable
 
 import torch
 
@@ -27,6 +30,7 @@ from algos.base import Agent, AgentConfig, Batch, register
 from algos.diffusion import NoisePredictor, VPSchedule, ddpm_sample, denoising_loss
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
 from algos.iql import InSampleCritic
+from algos.seeds import SeedRandom, seed_mean
 
 
 @dataclass
@@ -87,24 +91,27 @@ class QIPO(Agent):
     profiles = {"cpu": CPU_PROFILE}
     presets = (("D4RL/antmaze/*", {"expectile": 0.9}), ("toy/*", {"lr": 1e-3}))
 
-    def __init__(self, obs_dim: int, act_dim: int, config: QIPOConfig, device: torch.device | str = "cpu"):
-        super().__init__(obs_dim, act_dim, config, device)
-        c = config
+    def __init__(self, obs_dim: int, act_dim: int, config: QIPOConfig, device: torch.device | str = "cpu",
+                 num_seeds: int = 1):
+        super().__init__(obs_dim, act_dim, config, device, num_seeds)
+        c, s = config, num_seeds
         if c.path not in ("ot", "vp"):
             raise ValueError(f"path must be 'ot' or 'vp', got {c.path!r}")
         if c.renew_every < 1 or c.num_support < 1:
             raise ValueError("renew_every and num_support must be at least 1")
         self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
-                                     c.expectile, c.discount).to(self.device)
+                                     c.expectile, c.discount, seeds=s).to(self.device)
         if c.path == "ot":
-            self.policy = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation).to(self.device)
+            self.policy = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s).to(self.device)
         else:
             self.schedule = VPSchedule(c.flow_steps, self.device)
-            self.policy = NoisePredictor(obs_dim, act_dim, c.actor_hidden_dims, c.activation).to(self.device)
+            self.policy = NoisePredictor(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s).to(self.device)
         self.snapshot = copy.deepcopy(self.policy).requires_grad_(False)
-        self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=c.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.trainable_parameters(), lr=c.lr)
-        self.renewals = 0
+        self.policy_opt = self.adam(self.policy.parameters(), c.lr)
+        self.critic_opt = self.adam(self.critic.trainable_parameters(), c.lr)
+        # The "renewals" metric on the device: incremented in place by the renewing step, so that a
+        # replayed (CUDA-graph) step reports it correctly. It mirrors ``renewals`` (derived from step).
+        self.renewal_count = torch.zeros(s, device=self.device)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "policy": self.policy, "snapshot": self.snapshot}
@@ -112,93 +119,115 @@ class QIPO(Agent):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"policy": self.policy_opt, "critic": self.critic_opt}
 
-    def extra_state(self) -> dict:
-        return {"renewals": self.renewals}
-
     def load_extra_state(self, state: dict) -> None:
-        self.renewals = int(state["renewals"])
+        # ``renewals`` follows from the step (restored before this); older checkpoints also stored it.
+        self.renewal_count.fill_(self.renewals)
 
-    # -- pieces --------------------------------------------------------------------------------
+    # -- phases (functions of the step count) -----------------------------------------------------
     @property
     def improvement_start(self) -> int:
         return self.config.bc_warmup_steps + self.config.critic_warmup_steps
 
-    def sample(self, model: torch.nn.Module, obs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Actions from ``model`` (the policy or its snapshot): K Euler or K DDPM steps, clipped."""
-        noise = torch.randn((obs.shape[0], self.act_dim), generator=generator, device=obs.device)
+    @property
+    def phase(self) -> str:
+        """What the next update trains: ``bc`` (flow BC on the data, no critic), ``critic`` (critic
+        warm-up, the policy waits) or ``improve`` (critic and energy-weighted policy)."""
+        if self.step < self.config.bc_warmup_steps:
+            return "bc"
+        return "critic" if self.step < self.improvement_start else "improve"
+
+    @property
+    def renews_snapshot(self) -> bool:
+        """Whether the next update first copies the policy into the snapshot (every K_renew steps of
+        the improvement phase, starting with its first)."""
+        return self.phase == "improve" and (self.step - self.improvement_start) % self.config.renew_every == 0
+
+    @property
+    def renewals(self) -> int:
+        """Snapshot renewals so far (in the updates before ``step``)."""
+        done = self.step - self.improvement_start
+        return 0 if done <= 0 else (done - 1) // self.config.renew_every + 1
+
+    def graph_key(self) -> Hashable:
+        return self.phase, self.renews_snapshot
+
+    # -- pieces --------------------------------------------------------------------------------
+    def sample(self, model: torch.nn.Module, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
+        """Actions ``[S, N, act_dim]`` from ``model`` (the policy or its snapshot) for ``obs``
+        ``[S, N, obs_dim]``: K Euler or K DDPM steps, clipped."""
+        noise = rng.randn((obs.shape[1], self.act_dim), dtype=obs.dtype)
         if self.config.path == "ot":
             return euler_sample(model, obs, noise, self.config.flow_steps)
-        return ddpm_sample(model, self.schedule, obs, noise, generator)
+        return ddpm_sample(model, self.schedule, obs, noise, rng)
 
     def policy_loss(self, obs: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The (optionally ``[S, B]``-weighted) flow matching or denoising loss, ``[S]``."""
         if self.config.path == "ot":
-            return flow_matching_loss(self.policy, obs, actions, self.generator, weights)
-        return denoising_loss(self.policy, self.schedule, obs, actions, self.generator, weights)
+            return flow_matching_loss(self.policy, obs, actions, self.rng, weights)
+        return denoising_loss(self.policy, self.schedule, obs, actions, self.rng, weights)
 
     @torch.no_grad()
     def support_set(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """``[B, M + 1, act_dim]``: the dataset action first, then M samples from the snapshot."""
-        m = self.config.num_support
-        samples = self.sample(self.snapshot, obs.repeat_interleave(m, dim=0), self.generator)
-        return torch.cat([actions[:, None], samples.reshape(obs.shape[0], m, self.act_dim)], dim=1)
+        """``[S, B, M + 1, act_dim]``: the dataset action first, then M samples from the snapshot."""
+        s, b, m = obs.shape[0], obs.shape[1], self.config.num_support
+        samples = self.sample(self.snapshot, obs.repeat_interleave(m, dim=1), self.rng)
+        return torch.cat([actions[:, :, None], samples.reshape(s, b, m, self.act_dim)], dim=2)
 
     @torch.no_grad()
     def support_weights(self, obs: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
-        """``[B, M + 1]``: softmax over each state's candidates of β·min_i Q_φ̄ᵢ(s, a_j)."""
-        b, n, _ = support.shape
-        q = self.critic.target_q(obs.repeat_interleave(n, dim=0), support.reshape(b * n, -1)).min(0).values
-        return torch.softmax(self.config.temperature * q.reshape(b, n), dim=1)
+        """``[S, B, M + 1]``: softmax over each state's candidates of β·min_i Q_φ̄ᵢ(s, a_j)."""
+        s, b, n, _ = support.shape
+        q = self.critic.target_q(obs.repeat_interleave(n, dim=1), support.reshape(s, b * n, -1)).min(1).values
+        return torch.softmax(self.config.temperature * q.reshape(s, b, n), dim=-1)
 
     def improvement_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The energy-weighted loss over each state's support set, and the weights ``[B, M + 1]``."""
+        """The energy-weighted loss ``[S]`` over each state's support set, and the weights ``[S, B, M + 1]``."""
         support = self.support_set(batch.obs, batch.actions)
         weights = self.support_weights(batch.obs, support)
-        n = support.shape[1]
+        s, n = support.shape[0], support.shape[2]
         # Σ_j w_j ‖·‖² per state, averaged over states: the mean over B·n rows, times n.
-        loss = self.policy_loss(batch.obs.repeat_interleave(n, dim=0), support.reshape(-1, self.act_dim),
-                                weights.reshape(-1) * n)
+        loss = self.policy_loss(batch.obs.repeat_interleave(n, dim=1), support.reshape(s, -1, self.act_dim),
+                                weights.reshape(s, -1) * n)
         return loss, weights
 
-    def policy_step(self, batch: Batch) -> torch.Tensor:
+    def policy_train_step(self, batch: Batch) -> torch.Tensor:
         """An improvement-phase policy step (support set from the snapshot, weights, weighted loss);
         the snapshot is not renewed (a parameter copy every K_renew steps, negligible in time)."""
         return self.minimize(self.policy_opt, self.improvement_loss(batch)[0])
 
     def renew_snapshot(self) -> None:
+        """π_l ← π_θ, in place."""
         self.snapshot.load_state_dict(self.policy.state_dict())
-        self.renewals += 1
+        self.renewal_count.add_(1)
 
     # -- update --------------------------------------------------------------------------------
-    def update(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
-        phase_bc = self.step < c.bc_warmup_steps
-        improving = self.step >= self.improvement_start
-        metrics = {"value_loss": 0.0, "critic_loss": 0.0, "policy_loss": 0.0, "q_mean": 0.0,
-                   "weight_on_data": 0.0, "weight_max": 0.0}
+        phase = self.phase
+        metrics = {k: torch.zeros(self.num_seeds, device=self.device, dtype=batch.obs.dtype)
+                   for k in ("value_loss", "critic_loss", "policy_loss", "q_mean", "weight_on_data", "weight_max")}
 
-        if not phase_bc:
+        if phase != "bc":
             value_loss, critic_loss, q = self.critic.losses(batch)
             self.minimize(self.critic_opt, value_loss + critic_loss)
             self.critic.update_target(c.tau)
-            metrics.update(value_loss=value_loss.item(), critic_loss=critic_loss.item(), q_mean=q.mean().item())
+            metrics.update(value_loss=value_loss.detach(), critic_loss=critic_loss.detach(),
+                           q_mean=seed_mean(q).detach())
 
-        if phase_bc or improving:
-            if phase_bc:
-                policy_loss = self.policy_loss(batch.obs, batch.actions)
-            else:
-                if (self.step - self.improvement_start) % c.renew_every == 0:
-                    self.renew_snapshot()
-                policy_loss, weights = self.improvement_loss(batch)
-                metrics.update(weight_on_data=weights[:, 0].mean().item(), weight_max=weights.max(1).values.mean().item())
-            metrics["policy_loss"] = self.minimize(self.policy_opt, policy_loss).item()
+        if phase == "bc":
+            metrics["policy_loss"] = self.minimize(self.policy_opt, self.policy_loss(batch.obs, batch.actions))
+        elif phase == "improve":
+            if self.renews_snapshot:
+                self.renew_snapshot()
+            policy_loss, weights = self.improvement_loss(batch)
+            metrics.update(weight_on_data=seed_mean(weights[..., 0]), weight_max=seed_mean(weights.max(-1).values))
+            metrics["policy_loss"] = self.minimize(self.policy_opt, policy_loss)
 
-        self.step += 1
-        metrics["renewals"] = float(self.renewals)
+        metrics["renewals"] = self.renewal_count.clone()
         return metrics
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.sample(self.policy, obs, generator)
+    def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
+        return self.sample(self.policy, obs, rng)
 
 
 @register

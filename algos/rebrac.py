@@ -5,18 +5,22 @@ A deterministic tanh actor μ and twin LayerNorm critics with behaviour regulari
           y = r + γ m (min_i Q_φ̄ᵢ(s′, a′) − α_critic ‖a′ − a′_data‖²);  L_Q = mean_i (Q_φᵢ(s, a) − y)²
 - actor (every ``actor_freq`` steps): L_μ = −mean(Q/sg(mean|Q|)) + α_actor mean ‖μ(s) − a‖²,
           Q = min_i Q_φᵢ(s, μ(s)); then Polyak updates of the target actor and critics.
+Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, Q ``[S, 2, B]``, and
+every loss, mean|Q| normaliser included, is per seed ``[S]``.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Hashable
 
 import torch
 from torch.func import functional_call
 
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.networks import MLP, Critic, soft_update
+from algos.seeds import SeedRandom, per_seed, seed_mean
 
 
 @dataclass
@@ -44,9 +48,9 @@ class ReBRACConfig(AgentConfig):
 
 
 class TanhActor(torch.nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, c: ReBRACConfig):
+    def __init__(self, obs_dim: int, act_dim: int, c: ReBRACConfig, seeds: int = 1):
         super().__init__()
-        self.net = MLP(obs_dim, c.actor_hidden_dims, act_dim, c.activation, c.actor_layer_norm)
+        self.net = MLP(obs_dim, c.actor_hidden_dims, act_dim, c.activation, c.actor_layer_norm, seeds=seeds)
         with torch.no_grad():
             self.net.net[-1].weight.mul_(c.actor_final_init_scale)
 
@@ -74,16 +78,20 @@ class ReBRAC(Agent):
         ("local/pointmaze/*", {"alpha_actor": 0.1, "alpha_critic": 0.01}),
     )
 
-    def __init__(self, obs_dim: int, act_dim: int, config: ReBRACConfig, device: torch.device | str = "cpu"):
-        super().__init__(obs_dim, act_dim, config, device)
-        c = config
-        self.actor = TanhActor(obs_dim, act_dim, c).to(self.device)
+    def __init__(self, obs_dim: int, act_dim: int, config: ReBRACConfig, device: torch.device | str = "cpu",
+                 num_seeds: int = 1):
+        super().__init__(obs_dim, act_dim, config, device, num_seeds)
+        c, s = config, num_seeds
+        self.actor = TanhActor(obs_dim, act_dim, c, seeds=s).to(self.device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.layer_norm, c.activation).to(self.device)
+        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.layer_norm, c.activation,
+                             seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr)
-        self.last_actor_metrics: dict[str, float] = {}
+        self.actor_opt = self.adam(self.actor.parameters(), c.lr)
+        self.critic_opt = self.adam(self.critic.parameters(), c.lr)
+        # The latest actor metrics ([S] each), reported on the steps between actor updates too (constant
+        # CSV columns); tensors updated in place so that the step stays free of Python state.
+        self.last_actor_metrics = {k: torch.zeros(s, device=self.device) for k in ("actor_loss", "bc_loss")}
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"actor": self.actor, "target_actor": self.target_actor, "critic": self.critic,
@@ -93,43 +101,45 @@ class ReBRAC(Agent):
         return {"actor": self.actor_opt, "critic": self.critic_opt}
 
     def extra_state(self) -> dict:
-        # Actor metrics are reported on the steps between actor updates too (constant CSV columns).
-        return {"last_actor_metrics": dict(self.last_actor_metrics)}
+        return {"last_actor_metrics": {k: v.clone() for k, v in self.last_actor_metrics.items()}}
 
     def load_extra_state(self, state: dict) -> None:
-        self.last_actor_metrics = dict(state["last_actor_metrics"])
+        for k, v in self.last_actor_metrics.items():
+            v.copy_(state["last_actor_metrics"][k])
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def updates_actor(self) -> bool:
+        """The actor (and the targets) update on steps 0, f, 2f, ...: the first update has actor metrics."""
+        return self.step % self.config.actor_freq == 0
+
+    def graph_key(self) -> Hashable:
+        return self.updates_actor()
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         with torch.no_grad():
             next_actions = self.target_actor(batch.next_obs)
-            eps = torch.randn(next_actions.shape, generator=self.generator, device=self.device) * c.actor_noise
+            eps = self.rng.randn(next_actions.shape[1:], dtype=next_actions.dtype) * c.actor_noise
             next_actions = (next_actions + eps.clamp(-c.actor_noise_clip, c.actor_noise_clip)).clamp(-1.0, 1.0)
             penalty = c.alpha_critic * ((next_actions - batch.next_actions) ** 2).sum(-1)
-            next_q = self.target_critic(batch.next_obs, next_actions).min(0).values - penalty
+            next_q = self.target_critic(batch.next_obs, next_actions).min(1).values - penalty
             target = batch.rewards + c.discount * batch.masks * next_q
-        q = self.critic(batch.obs, batch.actions)
-        critic_loss = ((q - target) ** 2).mean()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        q = self.critic(batch.obs, batch.actions)  # [S, 2, B]
+        critic_loss = self.minimize(self.critic_opt, seed_mean((q - target[:, None]) ** 2))
 
-        # The actor (and the targets) update on steps 0, f, 2f, ...: the first update has actor metrics.
-        if self.step % c.actor_freq == 0:
+        if self.updates_actor():
             actions = self.actor(batch.obs)
             frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-            q_pi = functional_call(self.critic, frozen, (batch.obs, actions)).min(0).values
-            bc_loss = c.alpha_actor * ((actions - batch.actions) ** 2).sum(-1).mean()
-            actor_loss = -(q_pi / q_pi.abs().mean().detach()).mean() + bc_loss
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
+            q_pi = functional_call(self.critic, frozen, (batch.obs, actions)).min(1).values  # [S, B]
+            bc_loss = c.alpha_actor * seed_mean(((actions - batch.actions) ** 2).sum(-1))
+            q_scale = per_seed(seed_mean(q_pi.abs()).detach(), q_pi)
+            actor_loss = -seed_mean(q_pi / q_scale) + bc_loss
+            self.minimize(self.actor_opt, actor_loss)
             soft_update(self.target_critic, self.critic, c.tau)
             soft_update(self.target_actor, self.actor, c.tau)
-            self.last_actor_metrics = {"actor_loss": actor_loss.item(), "bc_loss": bc_loss.item()}
-        self.step += 1
-        return {"critic_loss": critic_loss.item(), "q_mean": q.mean().item(), **self.last_actor_metrics}
+            self.last_actor_metrics["actor_loss"].copy_(actor_loss.detach())
+            self.last_actor_metrics["bc_loss"].copy_(bc_loss.detach())
+        return {"critic_loss": critic_loss, "q_mean": seed_mean(q.detach()),
+                **{k: v.clone() for k, v in self.last_actor_metrics.items()}}
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
         return self.actor(obs).clamp(-1.0, 1.0)

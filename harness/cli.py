@@ -24,20 +24,47 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from harness.run import RunSpec, train
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2,3`` (or a range ``0-3``): non-negative integers, each once."""
+    seeds: list[int] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        first, dash, last = item.partition("-")
+        try:
+            seeds.extend(range(int(first), int(last) + 1) if dash and first else [int(item)])
+        except ValueError:
+            raise ValueError(f"--seeds expects comma-separated non-negative integers (or ranges such as 0-3), "
+                             f"got {item!r} in {text!r}") from None
+    if not seeds:
+        raise ValueError(f"--seeds names no seed: {text!r}")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"--seeds repeats {', '.join(map(str, repeated))}: give each seed once")
+    return seeds
 
-    spec = RunSpec(
-        algo=args.algo, dataset=args.dataset, seed=args.seed, steps=args.steps, eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes, out=args.out, overrides=parse_overrides(args.set), profile=args.profile,
-        normalize_obs=args.normalize_obs, log_every=args.log_every, device=args.device,
-    )
-    summary = train(spec)
-    final = summary["final"] or {}
-    print(f"{spec.algo} on {spec.dataset} (seed {spec.seed}): step {summary['steps']}, "
-          f"normalized score {final.get('normalized_score', float('nan')):.1f}, "
-          f"return {final.get('return_mean', float('nan')):.4g}, success {final.get('success_rate', float('nan')):.2f}"
-          f" -> {spec.out_dir()}")
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.run import RunSpec, train_seeds
+
+    if args.seeds is not None and args.seed is not None:
+        raise ValueError("give --seed or --seeds, not both")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [args.seed or 0]
+    if args.out and len(seeds) > 1 and "{seed}" not in args.out:
+        raise ValueError(f"--out {args.out!r} with {len(seeds)} seeds: each seed needs its own run directory; "
+                         f"put {{seed}} in it, e.g. --out {args.out.rstrip('/')}/seed{{seed}}")
+    specs = [RunSpec(
+        algo=args.algo, dataset=args.dataset, seed=seed, steps=args.steps, eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes, out=args.out.replace("{seed}", str(seed)) if args.out else None,
+        overrides=parse_overrides(args.set), profile=args.profile, normalize_obs=args.normalize_obs,
+        log_every=args.log_every, device=args.device, cuda_graph=args.cuda_graph, tf32=args.tf32,
+    ) for seed in seeds]
+    for spec, summary in zip(specs, train_seeds(specs)):
+        final = summary["final"] or {}
+        print(f"{spec.algo} on {spec.dataset} (seed {spec.seed}): step {summary['steps']}, "
+              f"normalized score {final.get('normalized_score', float('nan')):.1f}, "
+              f"return {final.get('return_mean', float('nan')):.4g}, success {final.get('success_rate', float('nan')):.2f}"
+              f" -> {spec.out_dir()}")
     return 0
 
 
@@ -163,11 +190,19 @@ def cmd_timing(args: argparse.Namespace) -> int:
             algos=tuple(parse_list(args.algos, str)) if args.algos else timing.TIMED_ALGOS,
             flow_steps=tuple(parse_list(args.flow_steps, int, "--flow-steps")), parts=tuple(parse_list(args.parts, str)),
             updates=args.updates, rounds=args.rounds, warmup=args.warmup, batch_size=args.batch_size,
-            act_batch=args.act_batch, profile=args.profile, device=args.device, seed=args.seed)
+            act_batch=args.act_batch, profile=args.profile, device=args.device, seed=args.seed,
+            seeds=tuple(parse_list(args.seeds, int, "--seeds")), cuda_graph=tuple(parse_list(args.cuda_graph, str)),
+            tf32=args.tf32)
         frame = timing.measure(spec)
     paths = timing.write_outputs(frame, Path(args.out), "flowbench " + " ".join(map(shlex.quote, args.argv)))
-    print(f"time(K={frame.K.max()}) / time(K={frame.K.min()}), measured in this run:")
-    print(timing.ratio_table(frame).to_markdown(floatfmt=".2f"))
+    table = timing.ratio_table(frame)
+    if not table.empty:
+        print(f"time(K={frame.K.max()}) / time(K={frame.K.min()}), measured in this run:")
+        print(table.to_markdown(floatfmt=".2f"))
+    speedups = timing.speedup_table(frame)
+    if len(speedups.columns) > 1:
+        print("\nfull updates: seed-updates per second per setting, and speed-ups over one seed eager (same run):")
+        print(speedups.to_markdown(floatfmt=".2f"))
     print(f"\nwrote {paths['csv']}, {paths['plot']} and {paths['summary']}")
     return 0
 
@@ -212,6 +247,17 @@ def cmd_algos(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_cuda_graph_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cuda-graph", default="auto", choices=("auto", "off"),
+                        help="auto: on CUDA, capture the training step once per code path as a CUDA graph and "
+                             "replay it (eager, with a warning, where capture fails); off: always eager")
+
+
+def add_tf32_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-tf32", dest="tf32", action="store_false",
+                        help="on CUDA, full float32 matmuls (default: TF32, as the JAX reference code runs them)")
+
+
 def add_final_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--final", default="last", metavar="last|avg-last-K",
                         help="a run's final score: its last evaluation, or the mean of its last K (finished runs only)")
@@ -224,16 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train one algorithm on one dataset")
     p.add_argument("algo", help=f"algorithm: {', '.join(sorted(REGISTRY))}")
     p.add_argument("dataset", help="Minari dataset id, e.g. toy/bimodal-v0 or D4RL/antmaze/umaze-v1")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default 0)")
+    p.add_argument("--seeds", metavar="S,S,...",
+                   help="several seeds (e.g. 0,1,2,3 or 0-3) trained in this process as one batched model, each "
+                        "in its own run directory")
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--eval-every", type=int, default=100_000)
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--log-every", type=int, default=1000)
-    p.add_argument("--out", help="run directory (default runs/ALGO/DATASET/seedS)")
+    p.add_argument("--out", help="run directory (default runs/ALGO/DATASET/seedS); with several seeds it must "
+                                 "contain {seed}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an agent config field")
     p.add_argument("--profile", help="named override set, e.g. 'cpu' (small networks for CPU runs)")
     p.add_argument("--normalize-obs", action="store_true", help="standardise observations with dataset statistics")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_cuda_graph_option(p)
+    add_tf32_option(p)
     p.set_defaults(func=cmd_run)
 
     data = sub.add_parser("data", help="build, list and inspect datasets").add_subparsers(dest="data_command", required=True)
@@ -291,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="network profile, e.g. cpu (default: the paper's network sizes)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="1", metavar="N[,N...]",
+                   help="seeds trained as one batched model per timed call, e.g. 1,8 (each count is a cell; "
+                        "throughput is reported per seed-update)")
+    p.add_argument("--cuda-graph", default="auto", metavar="auto|off[,...]",
+                   help="auto: on CUDA, each timed call is captured as a CUDA graph and replayed; off: eager; "
+                        "auto,off times both in the same run")
+    add_tf32_option(p)
     p.add_argument("--out", default="results/timing", help="where timing.csv, timing.png and summary.md go")
     p.add_argument("--from-benchmark", metavar="JSON", help="plot a saved pytest-benchmark JSON of tests/benchmarks "
                                                             "instead of measuring")

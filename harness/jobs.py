@@ -20,7 +20,7 @@ from typing import Any
 
 import submitit
 
-from harness.run import ERROR_FILE, RunInterrupted, RunSpec, atomic_write_text, finished_summary, train
+from harness.run import ERROR_FILE, RunInterrupted, RunSpec, atomic_write_text, finished_summary, train_seeds
 
 
 class RunFailed(RuntimeError):
@@ -28,12 +28,17 @@ class RunFailed(RuntimeError):
 
 
 class RunJob(submitit.helpers.Checkpointable):
-    """Trains ``specs`` one after another with ``threads`` torch threads."""
+    """Trains its units one after another with ``threads`` torch threads; a unit is a list of runs that
+    differ only in their seed, trained in one process as one batched model (a lone run is a unit of one)."""
 
-    def __init__(self, specs: list[RunSpec], threads: int = 1):
-        self.specs = list(specs)
+    def __init__(self, units: list[list[RunSpec]] | list[RunSpec], threads: int = 1):
+        self.units = [list(u) if isinstance(u, (list, tuple)) else [u] for u in units]
         self.threads = threads
         self._stop_signal: int | None = None
+
+    @property
+    def specs(self) -> list[RunSpec]:
+        return [spec for unit in self.units for spec in unit]
 
     def __call__(self) -> list[dict[str, Any]]:
         import torch
@@ -43,22 +48,25 @@ class RunJob(submitit.helpers.Checkpointable):
         if callable(submitit_handler):  # inside a submitit job: defer the checkpoint to a step boundary
             signal.signal(signal.SIGUSR2, self._note_signal)
         summaries, failed = [], []
-        for spec in self.specs:
-            if finished_summary(spec) is not None:
+        for unit in self.units:
+            todo = [spec for spec in unit if finished_summary(spec) is None]
+            if not todo:
                 continue
             if self._stop_signal is not None:
                 self._requeue(submitit_handler)
-            out = spec.out_dir()
-            (out / ERROR_FILE).unlink(missing_ok=True)
+            outs = [spec.out_dir() for spec in todo]
+            for out in outs:
+                (out / ERROR_FILE).unlink(missing_ok=True)
             try:
-                summaries.append(train(spec, progress=False, should_stop=lambda: self._stop_signal is not None))
+                summaries.extend(train_seeds(todo, progress=False, should_stop=lambda: self._stop_signal is not None))
             except RunInterrupted as stop:
-                print(f"{out}: {stop}; requeueing", flush=True)
+                print(f"{', '.join(map(str, outs))}: {stop}; requeueing", flush=True)
                 self._requeue(submitit_handler)
-            except Exception:  # noqa: BLE001 — any failure is recorded for `flowbench status`, then the next run
-                out.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(out / ERROR_FILE, traceback.format_exc())
-                failed.append(str(out))
+            except Exception:  # noqa: BLE001 — any failure is recorded for `flowbench status`, then the next unit
+                for out in outs:  # the seeds of a unit train together, so each of them failed with it
+                    out.mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(out / ERROR_FILE, traceback.format_exc())
+                    failed.append(str(out))
         if failed:
             raise RunFailed(f"{len(failed)} of {len(self.specs)} runs failed (see error.txt): {', '.join(failed)}")
         return summaries
@@ -73,7 +81,8 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         # The runs' state is on disk (checkpoint.pt); the requeued job needs only the specs.
-        return submitit.helpers.DelayedSubmission(RunJob(self.specs, self.threads))
+        return submitit.helpers.DelayedSubmission(RunJob(self.units, self.threads))
 
     def __repr__(self) -> str:
-        return f"RunJob({', '.join(f'{s.algo}/{s.dataset}/seed{s.seed}' for s in self.specs)})"
+        return "RunJob(" + "; ".join(", ".join(f"{s.algo}/{s.dataset}/seed{s.seed}" for s in unit)
+                                     for unit in self.units) + ")"

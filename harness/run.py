@@ -26,15 +26,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from algos import AgentConfig, make_agent, resolve_config
-from algos.base import matching_presets
+from algos import AgentConfig, resolve_config
+from algos.base import make_seeded_agent, matching_presets
+from algos.seeds import SeedRandom, seed_state
 from harness import data as data_lib
-from harness.evaluation import evaluate
+from harness.evaluation import evaluate_seeds
+from harness.training import GRAPH_MODES, TrainingStep, configure_matmul_precision
 
 # Files a scheduler keeps in a run directory next to the run's own: the job it was submitted in, and
 # the traceback of a failed attempt (harness.sweep / harness.jobs).
@@ -73,6 +75,8 @@ class RunSpec:
     log_every: int = 1000
     checkpoint_every: int | None = None  # default: at every evaluation
     device: str = "auto"
+    cuda_graph: str = "auto"  # auto: the training step as a CUDA graph on CUDA (harness.training); off: eager
+    tf32: bool = True  # on CUDA, float32 matmuls in TF32 as the JAX reference code runs them
 
     def default_out(self) -> Path:
         return Path("runs") / self.algo / self.dataset.replace("/", "_") / f"seed{self.seed}"
@@ -198,14 +202,18 @@ def finished_summary(spec: RunSpec) -> dict[str, Any] | None:
     return summary
 
 
-def prepare(spec: RunSpec) -> tuple[dict[str, Any], data_lib.OfflineData, AgentConfig]:
-    """Validates everything (algorithm, config keys, dataset) before anything is written."""
+def prepare(spec: RunSpec, data: data_lib.OfflineData | None = None, agent_config: AgentConfig | None = None
+            ) -> tuple[dict[str, Any], data_lib.OfflineData, AgentConfig]:
+    """Validates everything (algorithm, config keys, dataset) before anything is written; ``data`` and
+    ``agent_config`` already loaded for another seed of the same run are reused."""
     domain = data_lib.dataset_domain(spec.dataset)
-    agent_config = resolve_config(spec.algo, spec.overrides, spec.profile, spec.dataset)
+    agent_config = agent_config or resolve_config(spec.algo, spec.overrides, spec.profile, spec.dataset)
     for name in ("steps", "eval_every", "eval_episodes", "log_every"):
         if getattr(spec, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(spec, name)}")
-    data = data_lib.load(spec.dataset, normalize_obs=spec.normalize_obs)
+    if spec.cuda_graph not in GRAPH_MODES:
+        raise ValueError(f"--cuda-graph must be one of {', '.join(GRAPH_MODES)}, got {spec.cuda_graph!r}")
+    data = data or data_lib.load(spec.dataset, normalize_obs=spec.normalize_obs)
     identity = run_identity(spec, agent_config)
     resolved = {
         "identity": identity,
@@ -257,94 +265,168 @@ def identity_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
 def train(spec: RunSpec, progress: bool | None = None,
           on_checkpoint: Callable[[int], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Runs (or resumes) ``spec`` to ``spec.steps`` and returns the summary.
+    """Runs (or resumes) ``spec`` to ``spec.steps`` and returns the summary (``train_seeds`` of one)."""
+    return train_seeds([spec], progress, on_checkpoint, should_stop)[0]
 
-    ``should_stop`` is asked after every update; when it says yes, the run saves a checkpoint at that
-    step boundary and raises ``RunInterrupted`` (a preempted cluster job stops this way, so its
+
+def check_seed_group(specs: Sequence[RunSpec]) -> None:
+    """Runs trained in one process as one batched model differ in their seed and directory only."""
+    if not specs:
+        raise ValueError("no runs to train")
+    seeds = [s.seed for s in specs]
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"seeds repeat: {', '.join(map(str, repeated))}; give each seed once")
+    negative = [seed for seed in seeds if seed < 0]
+    if negative:
+        raise ValueError(f"seeds must be non-negative integers, got {', '.join(map(str, negative))}")
+    dirs = [str(s.out_dir().resolve()) for s in specs]
+    if len(set(dirs)) != len(dirs):
+        raise ValueError(f"several seeds would write to the same run directory ({', '.join(sorted(set(dirs)))}); "
+                         f"with several seeds, --out must contain {{seed}}")
+    shared = {k: v for k, v in asdict(specs[0]).items() if k not in ("seed", "out")}
+    for other in specs[1:]:
+        differs = [k for k, v in asdict(other).items() if k not in ("seed", "out") and shared[k] != v]
+        if differs:
+            raise ValueError(f"seeds trained together must share everything but seed and directory; "
+                             f"seed {other.seed} differs in {', '.join(differs)}")
+
+
+def train_seeds(specs: Sequence[RunSpec], progress: bool | None = None,
+                on_checkpoint: Callable[[int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+    """Runs (or resumes) the seeds of one (algorithm, dataset, config) in this process as one batched
+    model (``algos.seeds``); each seed has its own generators, batches, evaluation and ordinary run
+    directory, the same files as a run of that seed alone. Returns the summaries, in ``specs``' order.
+
+    Everything (config, dataset, every seed's directory) is checked before anything is written.
+    Seeds whose checkpoints are at different steps are trained in groups of equal step, one after another.
+    ``should_stop`` is asked after every update; when it says yes, every seed saves a checkpoint at that
+    step boundary and ``RunInterrupted`` is raised (a preempted cluster job stops this way, so its
     requeued continuation resumes from exactly where it stopped).
     """
-    resolved, data, agent_config = prepare(spec)
-    out = spec.out_dir()
-    resume = check_resumable(out, resolved)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(spec.device)
+    specs = list(specs)
+    check_seed_group(specs)
+    first, data, agent_config = prepare(specs[0])
+    runs = [first] + [prepare(spec, data, agent_config)[0] for spec in specs[1:]]
+    resumable = [check_resumable(spec.out_dir(), resolved) for spec, resolved in zip(specs, runs)]
+    device = resolve_device(specs[0].device)
+    checkpoints = [torch.load(spec.out_dir() / "checkpoint.pt", map_location="cpu", weights_only=False) if resume
+                   else None for spec, resume in zip(specs, resumable)]
+    groups: dict[int, list[int]] = {}
+    for i, ckpt in enumerate(checkpoints):
+        groups.setdefault(0 if ckpt is None else int(ckpt["agent"]["step"]), []).append(i)
+    summaries: list[dict[str, Any]] = [{} for _ in specs]
+    for members in groups.values():
+        results = _train_group([specs[i] for i in members], [runs[i] for i in members],
+                               [checkpoints[i] for i in members], data, agent_config, device, progress,
+                               on_checkpoint, should_stop)
+        for i, summary in zip(members, results):
+            summaries[i] = summary
+    return summaries
 
-    torch.manual_seed(spec.seed)
-    agent = make_agent(spec.algo, data.obs_dim, data.act_dim, agent_config, device)
-    agent.generator.manual_seed(spec.seed + 1)
+
+def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: list[dict[str, Any] | None],
+                 data: data_lib.OfflineData, agent_config: AgentConfig, device: torch.device,
+                 progress: bool | None, on_checkpoint: Callable[[int], None] | None,
+                 should_stop: Callable[[], bool] | None) -> list[dict[str, Any]]:
+    """Seeds at the same step (all fresh, or all resumed from checkpoints of one step), as one agent."""
+    spec = specs[0]
+    seeds = [s.seed for s in specs]
+    outs = [s.out_dir() for s in specs]
+    configure_matmul_precision(device, spec.tf32)
+    agent = make_seeded_agent(spec.algo, data.obs_dim, data.act_dim, agent_config, seeds, device)
     buffer = data_lib.TransitionBuffer(data, device)
-    sampler = torch.Generator(device="cpu").manual_seed(spec.seed)
+    samplers = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+    step_fn = TrainingStep(agent, buffer, agent_config.batch_size, SeedRandom(samplers, device), spec.cuda_graph)
 
-    if not resume:  # a fresh start: logs of an earlier attempt that never checkpointed are stale
-        for f in ("train.csv", "eval.csv", "summary.json"):
-            (out / f).unlink(missing_ok=True)
-    train_log, eval_log = CsvLog(out / "train.csv"), CsvLog(out / "eval.csv", EVAL_COLUMNS)
-    seconds_before = 0.0
-    sums: dict[str, float] = {}
-    count = 0
+    resume = checkpoints[0] is not None
+    seconds_before = [0.0] * len(specs)
+    for out, resolved in zip(outs, runs):
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:  # a fresh start: logs of an earlier attempt that never checkpointed are stale
+            for f in ("train.csv", "eval.csv", "summary.json"):
+                (out / f).unlink(missing_ok=True)
+    train_logs = [CsvLog(out / "train.csv") for out in outs]
+    eval_logs = [CsvLog(out / "eval.csv", EVAL_COLUMNS) for out in outs]
     if resume:
-        ckpt = torch.load(out / "checkpoint.pt", map_location=device, weights_only=False)
-        agent.load_state_dict(ckpt["agent"])
-        sampler.set_state(ckpt["sampler"])
-        seconds_before, sums, count = ckpt["seconds"], ckpt["log_sums"], ckpt["log_count"]
-        train_log.truncate_after(agent.step)
-        eval_log.truncate_after(agent.step)
-    resolved["resumed_from_step"] = agent.step
-    atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, default=str))
+        agent.load_seed_state_dicts([ckpt["agent"] for ckpt in checkpoints])
+        for sampler, ckpt in zip(samplers, checkpoints):
+            sampler.set_state(ckpt["sampler"].cpu())
+        seconds_before = [ckpt["seconds"] for ckpt in checkpoints]
+        step_fn.load_state([ckpt["log_sums"] for ckpt in checkpoints], checkpoints[0]["log_count"])
+        for log in (*train_logs, *eval_logs):
+            log.truncate_after(agent.step)
+    for out, resolved in zip(outs, runs):
+        resolved["resumed_from_step"] = agent.step
+        resolved["trained_with_seeds"] = seeds  # the seeds batched in this process (not part of the identity)
+        atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, default=str))
 
     checkpoint_every = spec.checkpoint_every or spec.eval_every
     start_time = time.perf_counter()
-    elapsed = lambda: seconds_before + time.perf_counter() - start_time  # noqa: E731
 
-    def save_checkpoint() -> None:
-        atomic_torch_save({"agent": agent.state_dict(), "sampler": sampler.get_state(), "seconds": elapsed(),
-                           "log_sums": sums, "log_count": count, "config_hash": resolved["config_hash"]},
-                          out / "checkpoint.pt")
+    def elapsed(i: int) -> float:
+        return seconds_before[i] + time.perf_counter() - start_time
+
+    def save_checkpoints() -> None:
+        state = agent.state_dict()
+        sums, count = step_fn.state()
+        for i, out in enumerate(outs):
+            atomic_torch_save({"agent": seed_state(state, i), "sampler": samplers[i].get_state(),
+                               "seconds": elapsed(i), "log_sums": sums[i], "log_count": count,
+                               "config_hash": runs[i]["config_hash"]}, out / "checkpoint.pt")
         if on_checkpoint:
             on_checkpoint(agent.step)
 
-    last_eval = _last_eval(out)
-    bar = tqdm(total=spec.steps, initial=min(agent.step, spec.steps), desc=f"{spec.algo} {spec.dataset} s{spec.seed}",
+    last_evals = [_last_eval(out) for out in outs]
+    label = f"s{seeds[0]}" if len(seeds) == 1 else "seeds " + ",".join(map(str, seeds))
+    bar = tqdm(total=spec.steps, initial=min(agent.step, spec.steps), desc=f"{spec.algo} {spec.dataset} {label}",
                disable=(not sys.stderr.isatty()) if progress is None else not progress, dynamic_ncols=True)
     while agent.step < spec.steps:
-        metrics = agent.update(buffer.sample(agent_config.batch_size, sampler))
-        for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + v
-        count += 1
+        step_fn()
         step = agent.step
         bar.update(1)
         if step % spec.log_every == 0 or step == spec.steps:
-            train_log.write({"step": step, "seconds": elapsed(), **{k: v / count for k, v in sums.items()}})
-            if any(not math.isfinite(v) for v in sums.values()):
+            means = step_fn.read_means()  # the only read back to the host between evaluations
+            for i, row in enumerate(means):
+                train_logs[i].write({"step": step, "seconds": elapsed(i), **row})
+            diverged = [seeds[i] for i, row in enumerate(means) if any(not math.isfinite(v) for v in row.values())]
+            if diverged:
                 bar.close()
-                raise FloatingPointError(f"non-finite loss at step {step}: {sums}; see {out / 'train.csv'}")
-            sums, count = {}, 0
+                raise FloatingPointError(
+                    f"non-finite loss at step {step} in seed(s) {', '.join(map(str, diverged))}: "
+                    f"{means[seeds.index(diverged[0])]}; see {outs[seeds.index(diverged[0])] / 'train.csv'}")
         if step % spec.eval_every == 0 or step == spec.steps:
-            result = evaluate(agent, data, spec.eval_episodes, seed=spec.seed * 1000 + 10**6)
-            last_eval = {"step": step, "seconds": elapsed(), **result.row()}
-            eval_log.write(last_eval)
-            bar.set_postfix(score=f"{result.normalized_score:.1f}", ret=f"{result.return_mean:.3g}")
+            results = evaluate_seeds(agent, data, spec.eval_episodes, [s * 1000 + 10**6 for s in seeds])
+            for i, result in enumerate(results):
+                last_evals[i] = {"step": step, "seconds": elapsed(i), **result.row()}
+                eval_logs[i].write(last_evals[i])
+            bar.set_postfix(score=" ".join(f"{r.normalized_score:.1f}" for r in results))
         saved = step % checkpoint_every == 0 or step == spec.steps
         if saved:
-            save_checkpoint()
+            save_checkpoints()
         if should_stop is not None and step < spec.steps and should_stop():
             if not saved:
-                save_checkpoint()
+                save_checkpoints()
             bar.close()
             raise RunInterrupted(step)
     bar.close()
-    summary = {
-        "algo": spec.algo,
-        "dataset": spec.dataset,
-        "seed": spec.seed,
-        "steps": agent.step,
-        "seconds": elapsed(),
-        "config_hash": resolved["config_hash"],
-        "final": last_eval,
-        "reference_source": None if data.reference is None else data.reference.source,
-    }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    return summary
+    summaries = []
+    for i, out in enumerate(outs):
+        summary = {
+            "algo": spec.algo,
+            "dataset": spec.dataset,
+            "seed": seeds[i],
+            "steps": agent.step,
+            "seconds": elapsed(i),
+            "config_hash": runs[i]["config_hash"],
+            "final": last_evals[i],
+            "reference_source": None if data.reference is None else data.reference.source,
+            "training_step": step_fn.mode,
+        }
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+        summaries.append(summary)
+    return summaries
 
 
 def _last_eval(out: Path) -> dict[str, Any] | None:

@@ -50,7 +50,9 @@ class SuiteError(ValueError):
 
 @dataclass(frozen=True)
 class Resources:
-    """What one job asks the scheduler for (one job runs ``runs_per_job`` runs one after another)."""
+    """What one job asks the scheduler for. One job trains ``runs_per_job`` units one after another; a
+    unit is one run, or with ``seeds_per_job`` N > 1, up to N seeds of one (algorithm, dataset) trained
+    in one process as one batched model (each in its own run directory)."""
 
     gpus: int = 0
     cpus: int = 1  # also the run's torch threads
@@ -58,6 +60,7 @@ class Resources:
     time_min: int = 60
     array_parallelism: int = 64  # at most this many jobs of the array at once
     runs_per_job: int = 1
+    seeds_per_job: int = 1  # seeds of one (algorithm, dataset) batched in one process
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ A sweep is idempotent. Each run of the suite is looked at first: a finished run 
 a run whose job is still queued or running is left alone, a diverged run is left for a person to
 look at, and everything else is submitted (half-done runs resume from their checkpoints). The
 runs to do go into ONE submission: a SLURM job array (``executor.batch()``), ``runs_per_job`` runs
-per array task, at most ``array_parallelism`` tasks at once. Each run directory gets a ``job.json``
+per array task (with ``seeds_per_job`` N, up to N seeds of one algorithm and dataset train together
+as one batched model, and a task trains ``runs_per_job`` such batches), at most ``array_parallelism``
+tasks at once. Each run directory gets a ``job.json``
 naming the job, which ``flowbench status`` reads.
 
 The executor is always named (submitit picks SLURM by itself whenever ``srun`` is on PATH):
@@ -139,9 +141,17 @@ def plan_table(planned: list[PlannedRun]) -> str:
     return tabulate(rows, headers=["run", "state", "step", "job", "action", ""], disable_numparse=True)
 
 
-def job_groups(planned: list[PlannedRun], runs_per_job: int) -> list[list[PlannedRun]]:
-    todo = [p for p in planned if p.submit]
-    return [todo[i:i + runs_per_job] for i in range(0, len(todo), runs_per_job)]
+def job_groups(planned: list[PlannedRun], runs_per_job: int, seeds_per_job: int = 1) -> list[list[list[PlannedRun]]]:
+    """The runs to submit, as jobs of ``runs_per_job`` units; a unit is up to ``seeds_per_job`` seeds of
+    one suite entry on one dataset (same config but the seed), trained together as one batched model."""
+    units: list[list[PlannedRun]] = []
+    for p in (p for p in planned if p.submit):
+        last = units[-1] if units else None
+        if last and len(last) < seeds_per_job and (last[0].label, last[0].spec.dataset) == (p.label, p.spec.dataset):
+            last.append(p)
+        else:
+            units.append([p])
+    return [units[i:i + runs_per_job] for i in range(0, len(units), runs_per_job)]
 
 
 def make_executor(kind: str, folder: Path, suite_name: str, resources: Resources, profile: ClusterProfile):
@@ -163,14 +173,16 @@ def make_executor(kind: str, folder: Path, suite_name: str, resources: Resources
     return executor
 
 
-def record_job(job: Any, group: list[PlannedRun], kind: str, folder: Path, suite: Suite) -> None:
-    """Writes ``job.json`` in each run directory of ``group`` (the sweep is its only writer)."""
+def record_job(job: Any, units: list[list[PlannedRun]], kind: str, folder: Path, suite: Suite) -> None:
+    """Writes ``job.json`` in each run directory of the job (the sweep is its only writer)."""
+    group = [p for unit in units for p in unit]
     record = {
         "job_id": str(job.job_id),
         "executor": kind,
         "folder": str(folder),
         "suite": suite.name,
         "runs_in_job": [p.name for p in group],
+        "seeds_together": [[p.name for p in unit] for unit in units if len(unit) > 1],
         "submitted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "stdout": str(job.paths.stdout),
         "stderr": str(job.paths.stderr),
@@ -200,9 +212,10 @@ def sweep(suite: Suite, executor: str = "local", profile: ClusterProfile | None 
     planned = plan(suite)
     echo(f"suite {suite.name}: {len(planned)} runs under {suite.root}")
     echo(plan_table(planned))
-    groups = job_groups(planned, resources.runs_per_job)
+    groups = job_groups(planned, resources.runs_per_job, resources.seeds_per_job)
+    runs_to_submit = sum(len(unit) for g in groups for unit in g)
     if dry_run or not groups:
-        echo(f"\n{'dry run: ' if dry_run else ''}{sum(len(g) for g in groups)} runs to submit in {len(groups)} jobs"
+        echo(f"\n{'dry run: ' if dry_run else ''}{runs_to_submit} runs to submit in {len(groups)} jobs"
              + ("" if dry_run else "; nothing submitted"))
         return SweepResult(planned, [])
 
@@ -213,12 +226,12 @@ def sweep(suite: Suite, executor: str = "local", profile: ClusterProfile | None 
             echo(f"building {dataset_id} ...")
             datasets.build(dataset_id, transitions)
     for group in groups:
-        for p in group:
+        for p in (p for unit in group for p in unit):
             (Path(p.spec.out_dir()) / ERROR_FILE).unlink(missing_ok=True)  # this attempt replaces it
 
     folder = suite.root / ".submitit"
     ex = make_executor(executor, folder, suite.name, resources, profile)
-    callables = [RunJob([p.spec for p in group], threads=resources.cpus) for group in groups]
+    callables = [RunJob([[p.spec for p in unit] for unit in group], threads=resources.cpus) for group in groups]
     if executor == "local":
         parallel = max(1, min(resources.array_parallelism, (os.cpu_count() or 1) // max(1, resources.cpus)))
         jobs = _run_local(ex, callables, groups, parallel, folder, suite, echo)
@@ -234,7 +247,7 @@ def sweep(suite: Suite, executor: str = "local", profile: ClusterProfile | None 
         if executor == "slurm":
             array_ids = sorted({str(j.job_id).split("_")[0] for j in jobs})
             echo(f"\nsubmitted job array {', '.join(array_ids)}: {len(jobs)} jobs, "
-                 f"{sum(len(g) for g in groups)} runs; `flowbench status {suite.root}` shows them")
+                 f"{runs_to_submit} runs; `flowbench status {suite.root}` shows them")
             if wait:
                 _wait(jobs, echo)
         else:  # debug: runs here, now
@@ -243,7 +256,7 @@ def sweep(suite: Suite, executor: str = "local", profile: ClusterProfile | None 
     return SweepResult(planned, [str(j.job_id) for j in jobs])
 
 
-def _run_local(ex: Any, callables: list[RunJob], groups: list[list[PlannedRun]], parallel: int, folder: Path,
+def _run_local(ex: Any, callables: list[RunJob], groups: list[list[list[PlannedRun]]], parallel: int, folder: Path,
                suite: Suite, echo: Callable[[str], None]) -> list[Any]:
     """Local processes, at most ``parallel`` at once; waits for all with a progress bar."""
     from tqdm.auto import tqdm

@@ -33,11 +33,17 @@ from tqdm.auto import tqdm
 
 from algos import REGISTRY
 from algos.base import Agent, Batch, ConfigError, get_agent_class, make_agent, resolve_config
+from algos.seeds import SeedRandom
+from harness.data import TransitionBuffer
 from harness.run import atomic_write_text, git_commit, resolve_device
+from harness.training import GRAPH_MODES, GraphedCall, TrainingStep, configure_matmul_precision
 
 PARTS = ("policy_update", "full_update", "act")
 DEFAULT_FLOW_STEPS = (1, 2, 4, 8, 16, 32)
-# Every algorithm with a number of flow/diffusion steps.
+# What is timed of an algorithm without flow/diffusion steps (BC, IQL, ReBRAC): once, at the smallest K,
+# for the speed of training itself (CUDA graphs, seeds per process); it has no curve against K.
+STEPLESS_PARTS = ("full_update", "act")
+# Every algorithm with a number of flow/diffusion steps (the default of ``flowbench timing``).
 TIMED_ALGOS = tuple(sorted(name for name, cls in REGISTRY.items() if cls.steps_field))
 # QIPO's timed updates are improvement-phase updates (support set sampled, critic learning), not
 # the warm-up phases, which skip the part that scales with K.
@@ -62,6 +68,9 @@ WHAT_SCALES = {
 # Dimensions of D4RL antmaze (29-D observations, 8-D actions): a typical task of these papers.
 OBS_DIM, ACT_DIM = 29, 8
 CSV_NAME, PLOT_NAME, SUMMARY_NAME = "timing.csv", "timing.png", "summary.md"
+# Untimed calls before a graphed cell is timed: every code path (ReBRAC's two, Diffusion-QL's EMA steps
+# every 5th) must have run its eager warm-up and been captured.
+GRAPH_WARMUP_CALLS = 30
 
 
 @dataclass
@@ -80,6 +89,9 @@ class TimingSpec:
     profile: str | None = None
     device: str = "auto"
     seed: int = 0
+    seeds: tuple[int, ...] = (1,)  # seeds per agent (one batched model): each count is its own cell
+    cuda_graph: tuple[str, ...] = ("auto",)  # each mode is its own cell; auto is eager off CUDA
+    tf32: bool = True  # on CUDA, float32 matmuls in TF32, as training runs them
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -87,9 +99,9 @@ class TimingSpec:
         if unknown:
             raise ConfigError(f"unknown algorithm(s) {', '.join(unknown)}; timed algorithms: {', '.join(TIMED_ALGOS)}")
         stepless = [a for a in self.algos if not REGISTRY[a].steps_field]
-        if stepless:
+        if stepless and not set(self.parts) & set(STEPLESS_PARTS):
             raise ConfigError(f"{', '.join(stepless)} ha{'s' if len(stepless) == 1 else 've'} no flow/diffusion steps "
-                              f"to vary; timed algorithms: {', '.join(TIMED_ALGOS)}")
+                              f"and no separate policy update: time their {' or '.join(STEPLESS_PARTS)}")
         if not self.flow_steps or any(k < 1 for k in self.flow_steps):
             raise ConfigError(f"--flow-steps must be positive integers, got {list(self.flow_steps)}")
         bad_parts = [p for p in self.parts if p not in PARTS]
@@ -103,39 +115,81 @@ class TimingSpec:
                               f"leave --profile out for the paper's network sizes")
         if self.batch_size < 1 or self.act_batch < 1:
             raise ConfigError("--batch-size and --act-batch must be at least 1")
+        if not self.seeds or any(n < 1 for n in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds must be distinct positive integers (seeds per process), got {list(self.seeds)}")
+        bad_modes = [m for m in self.cuda_graph if m not in GRAPH_MODES]
+        if not self.cuda_graph or bad_modes or len(set(self.cuda_graph)) != len(self.cuda_graph):
+            raise ConfigError(f"--cuda-graph takes distinct values among {', '.join(GRAPH_MODES)}, "
+                              f"got {list(self.cuda_graph)}")
 
 
-def synthetic_batch(batch_size: int, obs_dim: int, act_dim: int, device: torch.device, generator: torch.Generator) -> Batch:
-    """A batch of random transitions shaped like a real one (actions in [-1, 1], masks 0/1)."""
+def synthetic_batch(batch_size: int, obs_dim: int, act_dim: int, device: torch.device, generator: torch.Generator,
+                    seeds: int | None = None) -> Batch:
+    """A batch of random transitions shaped like a real one (actions in [-1, 1], masks 0/1): ``[B, ...]``,
+    or ``[S, B, ...]`` with ``seeds=S``."""
+    lead = (batch_size,) if seeds is None else (seeds, batch_size)
+
     def rand(*shape: int) -> torch.Tensor:
-        return torch.randn(shape, generator=generator).to(device)
+        return torch.randn((*lead, *shape), generator=generator).to(device=device, dtype=torch.get_default_dtype())
 
-    actions = rand(batch_size, act_dim).clamp(-1.0, 1.0)
-    return Batch(obs=rand(batch_size, obs_dim), actions=actions, rewards=rand(batch_size),
-                 next_obs=rand(batch_size, obs_dim), masks=(rand(batch_size) > -2.0).float(),
-                 next_actions=rand(batch_size, act_dim).clamp(-1.0, 1.0))
+    actions = rand(act_dim).clamp(-1.0, 1.0)
+    return Batch(obs=rand(obs_dim), actions=actions, rewards=rand(), next_obs=rand(obs_dim),
+                 masks=(rand() > -2.0).to(actions.dtype), next_actions=rand(act_dim).clamp(-1.0, 1.0))
 
 
-def timing_agent(algo: str, steps: int, spec: TimingSpec, device: torch.device) -> Agent:
-    """``algo`` with K = ``steps`` (its ``steps_field``), its default networks or ``spec.profile``."""
+class SyntheticBuffer(TransitionBuffer):
+    """A ``TransitionBuffer`` of random transitions (timing does not depend on the data's values), so a
+    timed full update samples its minibatches on the device as training does."""
+
+    def __init__(self, size: int, obs_dim: int, act_dim: int, device: torch.device, generator: torch.Generator):
+        batch = synthetic_batch(size, obs_dim, act_dim, device, generator)
+        self.device, self.size = device, size
+        self.obs, self.actions, self.rewards, self.next_obs, self.masks, self.next_actions = batch
+
+
+def timing_agent(algo: str, steps: int, spec: TimingSpec, device: torch.device, seeds: int = 1) -> Agent:
+    """``algo`` with K = ``steps`` (its ``steps_field``), its default networks or ``spec.profile``, and
+    ``seeds`` seeds as one batched model."""
     cls = get_agent_class(algo)
-    overrides = {**TIMING_OVERRIDES.get(algo, {}), **spec.overrides.get(algo, {}), cls.steps_field: steps}
-    agent = make_agent(algo, spec.obs_dim, spec.act_dim, resolve_config(algo, overrides, spec.profile), device)
-    agent.generator.manual_seed(spec.seed)
+    overrides = {**TIMING_OVERRIDES.get(algo, {}), **spec.overrides.get(algo, {})}
+    if cls.steps_field:
+        overrides[cls.steps_field] = steps
+    agent = make_agent(algo, spec.obs_dim, spec.act_dim, resolve_config(algo, overrides, spec.profile), device, seeds)
+    for i, g in enumerate(agent.generators):
+        g.manual_seed(spec.seed + i)
     return agent
 
 
-def timed_call(agent: Agent, part: str, spec: TimingSpec, device: torch.device) -> Callable[[], Any]:
-    """The call that ``part`` times, on a fixed synthetic batch."""
+def timed_call(agent: Agent, part: str, spec: TimingSpec, device: torch.device, cuda_graph: str = "off"
+               ) -> Callable[[], Any]:
+    """The call that ``part`` times, on synthetic data for each of the agent's seeds:
+    - ``full_update``: a ``TrainingStep`` (minibatch drawn on the device, update, metric sums), as a
+      training run makes it — a CUDA graph per code path with ``cuda_graph="auto"`` on CUDA;
+    - ``policy_update``: ``agent.policy_train_step`` on a fixed batch; ``act``: ``agent.act`` on fixed
+      observations — each captured as a CUDA graph with ``cuda_graph="auto"`` on CUDA."""
     generator = torch.Generator().manual_seed(spec.seed)
+    seeds = agent.num_seeds
+    if part == "full_update":
+        buffer = SyntheticBuffer(max(10_000, spec.batch_size), spec.obs_dim, spec.act_dim, device, generator)
+        samplers = [torch.Generator(device=device).manual_seed(spec.seed + i) for i in range(seeds)]
+        return TrainingStep(agent, buffer, spec.batch_size, SeedRandom(samplers, device), cuda_graph)
     if part == "act":
-        obs = synthetic_batch(spec.act_batch, spec.obs_dim, spec.act_dim, device, generator).obs
-        act_generator = torch.Generator(device=device).manual_seed(spec.seed)
-        return lambda: agent.act(obs, act_generator)
-    batch = synthetic_batch(spec.batch_size, spec.obs_dim, spec.act_dim, device, generator)
-    if part == "policy_update":
-        return lambda: agent.policy_step(batch)
-    return lambda: agent.update(batch)
+        obs = synthetic_batch(spec.act_batch, spec.obs_dim, spec.act_dim, device, generator, seeds).obs
+        act_rng = SeedRandom([torch.Generator(device=device).manual_seed(spec.seed + i) for i in range(seeds)], device)
+
+        def call() -> torch.Tensor:
+            with torch.no_grad():
+                return agent.select_actions(obs, act_rng)
+        generators = act_rng.generators
+    else:
+        batch = synthetic_batch(spec.batch_size, spec.obs_dim, spec.act_dim, device, generator, seeds)
+
+        def call() -> torch.Tensor:
+            return agent.policy_train_step(batch)
+        generators = agent.generators
+    if cuda_graph == "auto" and device.type == "cuda":
+        return GraphedCall(call, device, generators, name=f"{agent.name} {part}")
+    return call
 
 
 def synchronize(device: torch.device) -> None:
@@ -153,22 +207,28 @@ def seconds_per_call(call: Callable[[], Any], n: int, device: torch.device) -> f
 
 
 def measure(spec: TimingSpec, progress: bool = True) -> pd.DataFrame:
-    """Times every (algorithm, K, part) cell; one tidy row per cell (seconds per 10⁴ calls)."""
+    """Times every (algorithm, K, seeds, CUDA graph mode, part) cell; one tidy row per cell."""
     spec.validate()
     device = resolve_device(spec.device)
     torch.manual_seed(spec.seed)
+    configure_matmul_precision(device, spec.tf32)
     cells = []
     for algo in spec.algos:
-        for steps in spec.flow_steps:
-            agent = timing_agent(algo, steps, spec, device)
-            for part in spec.parts:
-                cells.append({"algorithm": algo, "K": steps, "part": part, "call": timed_call(agent, part, spec, device),
-                              "round_times": []})
+        has_steps = REGISTRY[algo].steps_field is not None
+        for steps in spec.flow_steps if has_steps else [min(spec.flow_steps)]:
+            for seeds in spec.seeds:
+                for mode in spec.cuda_graph:
+                    agent = timing_agent(algo, steps, spec, device, seeds)
+                    for part in [p for p in spec.parts if has_steps or p in STEPLESS_PARTS]:
+                        cells.append({"algorithm": algo, "K": steps, "seeds": seeds, "mode": mode, "part": part,
+                                      "call": timed_call(agent, part, spec, device, mode), "round_times": []})
     per_round = max(1, math.ceil(spec.updates / spec.rounds))
     bar = tqdm(total=len(cells) * (spec.rounds + 1), desc="timing", unit="cell", disable=not progress)
     for cell in cells:
-        # warm-up: first calls allocate buffers (on a GPU, load kernels); the last one sizes the rounds
-        for _ in range(spec.warmup):
+        # warm-up: first calls allocate buffers (on a GPU, load kernels, and capture the CUDA graphs of
+        # every code path); the last one sizes the rounds
+        graphed = cell["mode"] == "auto" and device.type == "cuda"
+        for _ in range(max(spec.warmup, GRAPH_WARMUP_CALLS) if graphed else spec.warmup):
             cell["call"]()
         estimate = seconds_per_call(cell["call"], 1, device)
         cell["calls_per_round"] = max(per_round, math.ceil(spec.min_round_seconds / max(estimate, 1e-9)))
@@ -185,8 +245,10 @@ def measure(spec: TimingSpec, progress: bool = True) -> pd.DataFrame:
         times = pd.Series(cell["round_times"])
         cls = REGISTRY[cell["algorithm"]]
         rows.append({
-            "algorithm": cell["algorithm"], "K": cell["K"], "part": cell["part"],
+            "algorithm": cell["algorithm"], "K": cell["K"], "part": cell["part"], "seeds": cell["seeds"],
+            "cuda_graph": graph_mode_used(cell["call"], device),
             "seconds_per_1e4": 1e4 * times.median(), "seconds_per_1e4_min": 1e4 * times.min(),
+            "calls_per_second": 1.0 / times.median(), "seed_calls_per_second": cell["seeds"] / times.median(),
             "calls": cell["calls_per_round"] * spec.rounds, "rounds": spec.rounds,
             "batch_size": spec.act_batch if cell["part"] == "act" else spec.batch_size,
             "policy_parts": "+".join(cls.policy_update_parts), "profile": spec.profile or "default",
@@ -195,28 +257,74 @@ def measure(spec: TimingSpec, progress: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def graph_mode_used(call: Any, device: torch.device) -> str:
+    """What a timed call really ran as: ``cuda-graph``, ``eager``, or ``cuda-graph (partly)``."""
+    if isinstance(call, TrainingStep):
+        return call.mode
+    if isinstance(call, GraphedCall):
+        return "cuda-graph" if call.captured else "eager"
+    return "eager"
+
+
 def environment_info(device: torch.device) -> dict[str, Any]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     return {"device": f"{device.type}: {name}", "threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "flowbench_commit": git_commit() or "unknown"}
 
 
+def with_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``setting`` (seeds per process and how the call ran, e.g. ``8 seeds, cuda-graph``); a table
+    from an older run or a pytest-benchmark JSON is one seed, eager."""
+    frame = frame.copy()
+    if "seeds" not in frame:
+        frame["seeds"] = 1
+    if "cuda_graph" not in frame:
+        frame["cuda_graph"] = "eager"
+    if "seed_calls_per_second" not in frame:
+        frame["calls_per_second"] = 1e4 / frame["seconds_per_1e4"]
+        frame["seed_calls_per_second"] = frame["seeds"] * frame["calls_per_second"]
+    frame["setting"] = [f"{int(n)} seed{'s' if n > 1 else ''}, {mode}" for n, mode in zip(frame.seeds, frame.cuda_graph)]
+    return frame
+
+
 def ratios(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per algorithm and part: time at the largest K over time at the smallest K (the same run)."""
+    """Per algorithm, part and setting: time at the largest K over time at the smallest K (the same run)."""
     rows = []
-    for (algo, part), group in frame.groupby(["algorithm", "part"], sort=True):
+    for (algo, part, setting), group in with_settings(frame).groupby(["algorithm", "part", "setting"], sort=True):
+        if group.K.nunique() < 2:
+            continue  # timed at one K only (an algorithm without flow steps): no curve
         group = group.sort_values("K")
         first, last = group.iloc[0], group.iloc[-1]
-        rows.append({"algorithm": algo, "part": part, "K_min": int(first["K"]), "K_max": int(last["K"]),
-                     "seconds_per_1e4_at_K_min": first["seconds_per_1e4"], "seconds_per_1e4_at_K_max": last["seconds_per_1e4"],
+        rows.append({"algorithm": algo, "part": part, "setting": setting, "K_min": int(first["K"]),
+                     "K_max": int(last["K"]), "seconds_per_1e4_at_K_min": first["seconds_per_1e4"],
+                     "seconds_per_1e4_at_K_max": last["seconds_per_1e4"],
                      "ratio": last["seconds_per_1e4"] / first["seconds_per_1e4"]})
     return pd.DataFrame(rows)
 
 
 def ratio_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Algorithms × parts, cells time(K_max)/time(K_min)."""
-    table = ratios(frame).pivot(index="algorithm", columns="part", values="ratio")
+    """Algorithms (× settings, when there are several) × parts, cells time(K_max)/time(K_min)."""
+    table = ratios(frame)
+    if table.empty:
+        return pd.DataFrame()
+    index = "algorithm" if table.setting.nunique() == 1 else ["algorithm", "setting"]
+    table = table.pivot_table(index=index, columns="part", values="ratio")
     return table[[p for p in PARTS if p in table.columns]]
+
+
+def speedup_table(frame: pd.DataFrame, part: str = "full_update") -> pd.DataFrame:
+    """Per algorithm and K: seed-updates per second of ``part`` in each setting, and each setting's rate
+    over the one-seed eager rate of the same run (the graph's and the batched seeds' speed-ups)."""
+    frame = with_settings(frame)
+    frame = frame[frame.part == part]
+    if frame.empty:
+        return pd.DataFrame()
+    rates = frame.pivot_table(index=["algorithm", "K"], columns="setting", values="seed_calls_per_second")
+    baseline = "1 seed, eager"
+    if baseline in rates.columns:
+        for setting in [c for c in rates.columns if c != baseline]:
+            rates[f"{setting} / {baseline}"] = rates[setting] / rates[baseline]
+    return rates
 
 
 def from_benchmark_json(path: Path) -> pd.DataFrame:
@@ -257,8 +365,10 @@ def plot_timing(frame: pd.DataFrame, path: Path) -> Path:
     from harness.plots import save_figure
 
     sns.set_theme(style="whitegrid", context="paper")
+    frame = with_settings(frame)
     parts = [p for p in PARTS if p in set(frame["part"])]
-    grid = sns.relplot(data=frame, x="K", y="seconds_per_1e4", hue="algorithm", style="algorithm", col="part",
+    style = "setting" if frame.setting.nunique() > 1 else "algorithm"
+    grid = sns.relplot(data=frame, x="K", y="seconds_per_1e4", hue="algorithm", style=style, col="part",
                        col_order=parts, kind="line", markers=True, dashes=False, height=3.2, aspect=1.1,
                        facet_kws={"sharey": False})
     titles = {"policy_update": "policy update", "full_update": "full update (critic included)",
@@ -287,14 +397,21 @@ def summary_markdown(frame: pd.DataFrame, command: str) -> str:
     first = frame.iloc[0]
     batches = frame.groupby(frame.part.eq("act").map({True: "acting batch", False: "update batch"})).batch_size.max()
     settings = ", ".join(f"{name} {int(size)}" for name, size in batches.items())
-    seconds = frame.pivot_table(index=["algorithm", "part"], columns="K", values="seconds_per_1e4")
+    frame = with_settings(frame)
+    several = frame.setting.nunique() > 1
+    seconds = frame.pivot_table(index=["algorithm", "part", *(["setting"] if several else [])], columns="K",
+                                values="seconds_per_1e4")
     scaling = "".join(f"- `{algo}`: {WHAT_SCALES[algo]}\n" for algo in sorted(set(frame.algorithm)) if algo in WHAT_SCALES)
+    speedups = speedup_table(frame)
+    throughput = (f"## Full updates: seed-updates per second, and speed-ups over one seed eager (same run)\n\n"
+                  f"{speedups.to_markdown(floatfmt='.2f')}\n\n") if several and not speedups.empty else ""
     return (
         f"# Cost against the number of flow steps K\n\n"
         f"Device: {first['device']} ({first['threads']} threads), torch {first['torch']}, flowbench "
         f"{first['flowbench_commit']}; {settings}; networks: {first['profile']}.\n\nRegenerate: `{command}`\n\n"
         f"## time(K = {int(frame.K.max())}) / time(K = {int(frame.K.min())}), same run\n\n"
         f"{ratio_table(frame).to_markdown(floatfmt='.2f')}\n\n"
+        f"{throughput}"
         f"## What grows with K in the policy update\n\n{scaling}\n"
         f"## Seconds per 10⁴ calls (median over rounds)\n\n{seconds.to_markdown(floatfmt='.1f')}\n"
     )

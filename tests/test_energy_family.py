@@ -9,6 +9,7 @@ import algos.flows as flows_module
 from algos import make_agent, resolve_config
 from algos.diffusion import VPSchedule, ddpm_sample
 from algos.flowq import SCHEDULES, guided_path_mean, guided_path_std, guided_velocity
+from algos.seeds import SeedRandom
 from harness.data import TransitionBuffer
 from harness.evaluation import evaluate
 from harness.toy_figure import TOY_PANELS, train_toy_agent
@@ -17,6 +18,10 @@ from tests.test_learning import off_support
 
 def small(name: str, **overrides):
     return resolve_config(name, {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32", **overrides})
+
+
+def one_seed(generator: torch.Generator) -> SeedRandom:
+    return SeedRandom([generator], "cpu")
 
 
 def count_forward_calls(module: torch.nn.Module) -> list[int]:
@@ -65,13 +70,14 @@ def test_flowq_update_never_samples_the_flow(maze_data, monkeypatch):
 def test_flowq_guidance_follows_the_critic_gradient_at_the_flow_endpoint(maze_data):
     torch.manual_seed(0)
     agent = make_agent("flowq", maze_data.obs_dim, maze_data.act_dim, small("flowq"))
-    obs = TransitionBuffer(maze_data).obs[:128]
-    actions = torch.rand(128, maze_data.act_dim) * 2 - 1
+    obs = TransitionBuffer(maze_data).obs[None, :128]  # one seed: [1, 128, obs_dim]
+    actions = torch.rand(1, 128, maze_data.act_dim) * 2 - 1
     direction = agent.q_direction(obs, actions)
+    assert direction.shape == actions.shape
     assert direction.norm(dim=-1).mean().item() == pytest.approx(1.0, rel=1e-4)  # batch-mean normalised
     step = 1e-3 * direction
     with torch.no_grad():  # a small step along ĝ raises the mean Q
-        assert (agent.critic.q(obs, actions + step).mean(0) > agent.critic.q(obs, actions).mean(0)).float().mean() > 0.9
+        assert (agent.critic.q(obs, actions + step).mean(1) > agent.critic.q(obs, actions).mean(1)).float().mean() > 0.9
 
 
 def test_flowq_rejects_an_unknown_schedule():
@@ -86,15 +92,16 @@ def test_qipo_weights_are_a_softmax_over_each_states_support_set(maze_data, name
     torch.manual_seed(0)
     agent = make_agent(name, maze_data.obs_dim, maze_data.act_dim, small(name, num_support=5, temperature=2.0))
     batch = TransitionBuffer(maze_data).sample(32, torch.Generator().manual_seed(0))
-    support = agent.support_set(batch.obs, batch.actions)
-    assert support.shape == (32, 6, maze_data.act_dim)
-    torch.testing.assert_close(support[:, 0], batch.actions)  # the dataset action is a candidate
+    obs = batch.obs[None]  # one seed: [1, 32, obs_dim]
+    support = agent.support_set(obs, batch.actions[None])
+    assert support.shape == (1, 32, 6, maze_data.act_dim)
+    torch.testing.assert_close(support[0, :, 0], batch.actions)  # the dataset action is a candidate
     assert support.abs().max() <= 1.0
-    weights = agent.support_weights(batch.obs, support)
+    weights = agent.support_weights(obs, support)[0]
     torch.testing.assert_close(weights.sum(1), torch.ones(32))
     # independently: exp(β min_i Q_i) normalised per state
     with torch.no_grad():
-        q = torch.stack([agent.critic.target_q(batch.obs, support[:, j]).min(0).values for j in range(6)], dim=1)
+        q = torch.stack([agent.critic.target_q(obs, support[:, :, j]).min(1).values[0] for j in range(6)], dim=1)
     expected = torch.exp(2.0 * (q - q.max(1, keepdim=True).values))
     torch.testing.assert_close(weights, expected / expected.sum(1, keepdim=True))
 
@@ -123,7 +130,7 @@ def test_qipo_phases_and_support_renewal_every_k_renew_steps(maze_data):
     assert policy_moved == [True] * 3 + [False] * 2 + [True] * 11
     assert critic_moved == [False] * 3 + [True] * 13
     assert renewed_at == [5, 9, 13]
-    assert metrics["renewals"] == 3.0 == agent.extra_state()["renewals"]
+    assert float(metrics["renewals"]) == 3.0 == agent.renewals
 
 
 # -- Diffusion-QL and the DDPM sampler ---------------------------------------------------------
@@ -131,13 +138,14 @@ def test_qipo_phases_and_support_renewal_every_k_renew_steps(maze_data):
 def test_ddpm_sampler_with_an_oracle_noise_predictor_lands_on_the_target():
     """If ε_θ always implies x̂₀ = c, the last reverse step (ᾱ_{−1} = 1) returns exactly c."""
     schedule = VPSchedule(5)
-    target = torch.tensor([[0.3, -0.7]]).expand(16, 2)
+    target = torch.tensor([[0.3, -0.7]]).expand(1, 16, 2)  # one seed
 
     def oracle(obs, x, k):
-        abar = schedule.alphas_cumprod[k][:, None]
+        abar = schedule.alphas_cumprod[k][..., None]
         return (x - abar.sqrt() * target) / (1 - abar).sqrt()
 
-    out = ddpm_sample(oracle, schedule, torch.zeros(16, 1), torch.randn(16, 2), torch.Generator().manual_seed(0))
+    out = ddpm_sample(oracle, schedule, torch.zeros(1, 16, 1), torch.randn(1, 16, 2),
+                      one_seed(torch.Generator().manual_seed(0)))
     torch.testing.assert_close(out, target, rtol=0, atol=1e-5)
     assert (schedule.alphas_cumprod[1:] < schedule.alphas_cumprod[:-1]).all()
 
@@ -157,10 +165,10 @@ def test_diffusion_ql_backpropagates_q_through_every_denoising_step(maze_data):
             agent.actor.zero_grad()
             first = {}
             hook = agent.actor.net.register_forward_hook(lambda m, i, o: first.setdefault("out", o))
-            actions = agent.sample(agent.actor, batch.obs, torch.Generator().manual_seed(1))
+            actions = agent.sample(agent.actor, batch.obs[None], one_seed(torch.Generator().manual_seed(1)))
             hook.remove()
             first["out"].retain_grad()
-            agent.critic(batch.obs, actions).mean().backward()
+            agent.critic(batch.obs[None], actions).mean().backward()
             assert first["out"].grad is not None and first["out"].grad.abs().sum() > 0
     # one forward for the BC loss and K for the policy's actions (the EMA actor samples next actions)
     assert calls_per_update == {2: 1 + 2, 8: 1 + 8}

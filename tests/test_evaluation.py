@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from algos.base import Agent, AgentConfig
-from harness.evaluation import evaluate
+from harness.evaluation import evaluate, evaluate_seeds
 
 
 class FixedPolicy(Agent):
@@ -15,15 +15,16 @@ class FixedPolicy(Agent):
 
     name = "fixed"
 
-    def __init__(self, act_dim: int, policy):
-        super().__init__(0, act_dim, AgentConfig())
+    def __init__(self, act_dim: int, policy, num_seeds: int = 1):
+        super().__init__(0, act_dim, AgentConfig(), num_seeds=num_seeds)
         self.policy = policy
 
     def modules(self):
         return {}
 
-    def act(self, obs, generator=None):
-        return self.policy(obs, generator)
+    def select_actions(self, obs, rng):
+        # each seed plays the policy with its own acting generator
+        return torch.stack([self.policy(o, g) for o, g in zip(obs, rng.generators)])
 
 
 @pytest.mark.parametrize("action, score", [((0.0, 0.5), 100.0), ((0.0, -0.5), 0.0), ((0.0, 0.0), -100.0)])
@@ -39,6 +40,15 @@ def test_stochastic_policy_is_seeded(toy_data):
     a, b = evaluate(agent, toy_data, 32, seed=5), evaluate(agent, toy_data, 32, seed=5)
     c = evaluate(agent, toy_data, 32, seed=6)
     assert a.returns == b.returns and a.returns != c.returns
+
+
+def test_each_seed_of_a_batched_agent_gets_its_own_evaluation(toy_data):
+    """Seed i of a batched evaluation is what evaluating that seed alone gives (own envs, own noise)."""
+    policy = lambda obs, g: torch.rand(len(obs), 2, generator=g) * 2 - 1  # noqa: E731
+    together = evaluate_seeds(FixedPolicy(2, policy, num_seeds=2), toy_data, 16, seeds=[5, 6])
+    alone = [evaluate(FixedPolicy(2, policy), toy_data, 16, seed=s) for s in (5, 6)]
+    assert [r.returns for r in together] == [r.returns for r in alone]
+    assert together[0].returns != together[1].returns
 
 
 def test_pointmaze_success_and_returns(maze_data):

@@ -1,6 +1,12 @@
-"""FQL, IFQL, flow BC and ReBRAC: gradient flow, distillation target, presets (white-box checks)."""
+"""FQL, IFQL, flow BC, ReBRAC and IQL: gradient flow, distillation target, presets, ReBRAC's actor
+steps, IQL's learning-rate schedule (white-box checks).
+
+Internals take tensors with the leading seed axis (``algos.seeds``): a one-seed agent's batch is
+``[1, B, ...]`` and its losses ``[1]``."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -15,12 +21,13 @@ def fql_and_batch(maze_data):
     torch.manual_seed(0)
     config = resolve_config("fql", {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32"})
     agent = make_agent("fql", maze_data.obs_dim, maze_data.act_dim, config)
-    batch = TransitionBuffer(maze_data).sample(64, torch.Generator().manual_seed(0))
+    batch = agent.with_seed_axis(TransitionBuffer(maze_data).sample(64, torch.Generator().manual_seed(0)))
     return agent, batch
 
 
 def grads(loss: torch.Tensor, module: torch.nn.Module) -> list[torch.Tensor | None]:
-    return torch.autograd.grad(loss, list(module.parameters()), retain_graph=True, allow_unused=True)
+    """Gradients of the per-seed ``loss`` ``[S]`` (summed over seeds) with respect to ``module``."""
+    return torch.autograd.grad(loss.sum(), list(module.parameters()), retain_graph=True, allow_unused=True)
 
 
 def is_zero(gs) -> bool:
@@ -56,17 +63,17 @@ def test_distillation_target_is_the_k_step_euler_solution_for_the_same_noise(fql
     agent, batch = fql_and_batch
     drawn = []
     original = agent.noise
-    monkeypatch.setattr(agent, "noise", lambda n: drawn.append(original(n)) or drawn[-1])
+    monkeypatch.setattr(agent, "noise", lambda n, dtype: drawn.append(original(n, dtype)) or drawn[-1])
     losses = agent.losses(batch)
     z = drawn[-1]  # the second draw is the policy's noise (the first is for next actions)
     # an independent Euler integration, written out here
     x = z.clone()
     with torch.no_grad():
         for i in range(agent.config.flow_steps):
-            t = torch.full((len(x), 1), i / agent.config.flow_steps)
+            t = torch.full((*x.shape[:-1], 1), i / agent.config.flow_steps)
             x = x + agent.flow.net(torch.cat([batch.obs, x, t], -1)) / agent.config.flow_steps
         expected_target = x.clamp(-1, 1)
-        expected = ((agent.onestep(batch.obs, z) - expected_target) ** 2).mean()
+        expected = ((agent.onestep(batch.obs, z) - expected_target) ** 2).mean((1, 2))  # [S]
     torch.testing.assert_close(agent.distillation_target(batch.obs, z), expected_target)
     torch.testing.assert_close(losses["distill"], expected)
     assert len(drawn) == 2
@@ -80,9 +87,9 @@ def test_euler_sampler_integrates_a_known_field():
             return torch.full_like(x, 0.3)
 
     field = Constant(1, 2, (4,))
-    x0 = torch.zeros(5, 2)
+    x0 = torch.zeros(1, 5, 2)
     for k in (1, 4, 10):
-        torch.testing.assert_close(euler_sample(field, torch.zeros(5, 1), x0, k), torch.full((5, 2), 0.3))
+        torch.testing.assert_close(euler_sample(field, torch.zeros(1, 5, 1), x0, k), torch.full((1, 5, 2), 0.3))
 
 
 @pytest.mark.parametrize("dataset, expected", [
@@ -119,9 +126,42 @@ def test_ifql_acts_with_the_best_of_n_flow_samples(maze_data):
     agent = make_agent("ifql", maze_data.obs_dim, maze_data.act_dim, config)
     obs = torch.as_tensor(maze_data.observations[:6])
     chosen = agent.act(obs, torch.Generator().manual_seed(3))
-    noise = torch.randn((6 * 8, 2), generator=torch.Generator().manual_seed(3))
-    candidates = euler_sample(agent.flow, obs.repeat_interleave(8, 0), noise, config.flow_steps)
-    q = agent.critic.q(obs.repeat_interleave(8, 0), candidates).min(0).values.reshape(6, 8)
+    noise = torch.randn((1, 6 * 8, 2), generator=torch.Generator().manual_seed(3))
+    repeated = obs.repeat_interleave(8, 0)[None]  # [1, 6·8, obs]: one seed
     with torch.no_grad():
+        candidates = euler_sample(agent.flow, repeated, noise, config.flow_steps)
+        q = agent.critic.q(repeated, candidates).min(1).values.reshape(6, 8)
         best = candidates.reshape(6, 8, 2)[torch.arange(6), q.argmax(1)]
     torch.testing.assert_close(chosen, best)
+
+
+def test_rebrac_actor_steps_follow_graph_key_and_hold_their_metrics(maze_data):
+    torch.manual_seed(0)
+    config = resolve_config("rebrac", {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32", "actor_freq": 3})
+    agent = make_agent("rebrac", maze_data.obs_dim, maze_data.act_dim, config)
+    buffer, g = TransitionBuffer(maze_data), torch.Generator().manual_seed(0)
+    keys, history = [], []
+    for _ in range(6):
+        keys.append(agent.graph_key())
+        actor_before = [p.detach().clone() for p in agent.actor.parameters()]
+        history.append(agent.update(buffer.sample(32, g)))
+        moved = any(not torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters()))
+        assert moved == keys[-1]
+    assert keys == [True, False, False, True, False, False]
+    for step in (1, 2, 4, 5):  # between actor updates the latest actor metrics are reported again
+        assert torch.equal(history[step]["actor_loss"], history[step - step % 3]["actor_loss"])
+    assert not torch.equal(history[3]["actor_loss"], history[0]["actor_loss"])
+    state = agent.state_dict()
+    assert state["extra"]["last_actor_metrics"]["bc_loss"].shape == (1,)
+
+
+def test_iql_actor_lr_follows_the_closed_form_cosine(maze_data):
+    torch.manual_seed(0)
+    config = resolve_config("iql", {"hidden_dims": "32,32", "actor_lr_decay_steps": 4})
+    agent = make_agent("iql", maze_data.obs_dim, maze_data.act_dim, config)
+    buffer, g = TransitionBuffer(maze_data), torch.Generator().manual_seed(0)
+    for t in range(1, 7):
+        agent.update(buffer.sample(32, g))
+        expected = config.actor_lr * (1 + math.cos(math.pi * min(t, 4) / 4)) / 2
+        assert float(agent.actor_opt.param_groups[0]["lr"]) == pytest.approx(expected, abs=1e-15)
+    assert float(agent.critic_opt.param_groups[0]["lr"]) == config.critic_lr

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.run import RunConfigMismatch, RunSpec, train
+from harness.run import RunConfigMismatch, RunSpec, train, train_seeds
 
 
 def spec(tmp_path, name="run", **kw) -> RunSpec:
@@ -108,3 +108,96 @@ def test_cli_run_and_data_commands(minari_root, tmp_path):
     assert listing.returncode == 0 and "toy/bimodal-v0" in listing.stdout and "built" in listing.stdout
     info = flowbench("data", "info", "local/pointmaze/umaze-v0")
     assert info.returncode == 0 and json.loads(info.stdout)["transitions"] == 5000
+
+
+# -- several seeds in one process -------------------------------------------------------------------
+
+@pytest.fixture
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def seed_specs(tmp_path, name: str, seeds, **kw) -> list[RunSpec]:
+    return [spec(tmp_path, f"{name}/seed{s}", seed=s, **kw) for s in seeds]
+
+
+def test_batched_seeds_write_the_runs_of_each_seed_alone(minari_root, tmp_path, float64):
+    """In float64, seed i of a 3-seed process writes what a one-seed run of seed i writes: same losses,
+    evaluations, parameters and generator states, in an ordinary run directory of its own."""
+    together = train_seeds(seed_specs(tmp_path, "together", [3, 4, 5]))
+    assert [s["seed"] for s in together] == [3, 4, 5]
+    for seed in (3, 5):
+        alone = train(spec(tmp_path, f"alone/seed{seed}", seed=seed))
+        a, b = tmp_path / "together" / f"seed{seed}", tmp_path / "alone" / f"seed{seed}"
+        assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+        for f in ("train.csv", "eval.csv"):
+            pd.testing.assert_frame_equal(pd.read_csv(a / f).drop(columns="seconds"),
+                                          pd.read_csv(b / f).drop(columns="seconds"), rtol=1e-9, atol=1e-9)
+        pa, pb = final_params(a), final_params(b)
+        assert pa.keys() == pb.keys() and all(pa[k].shape[0] == 1 for k in pa)  # a one-seed checkpoint
+        for k in pa:
+            torch.testing.assert_close(pa[k], pb[k], rtol=1e-9, atol=1e-9)
+        config_a, config_b = (json.loads((d / "config.json").read_text()) for d in (a, b))
+        assert config_a["identity"] == config_b["identity"] and config_a["identity"]["seed"] == seed
+        assert config_a["trained_with_seeds"] == [3, 4, 5]
+        final = {k: v for k, v in together[[3, 4, 5].index(seed)]["final"].items() if k != "seconds"}
+        assert final == pytest.approx({k: v for k, v in alone["final"].items() if k != "seconds"}, rel=1e-9, abs=1e-9)
+
+
+def test_batched_seeds_resume_exactly(minari_root, tmp_path):
+    train_seeds(seed_specs(tmp_path, "full", [0, 1], steps=40))
+    train_seeds(seed_specs(tmp_path, "split", [0, 1], steps=20))
+    train_seeds(seed_specs(tmp_path, "split", [0, 1], steps=40))
+    for seed in (0, 1):
+        a, b = tmp_path / "full" / f"seed{seed}", tmp_path / "split" / f"seed{seed}"
+        pa, pb = final_params(a), final_params(b)
+        assert all(torch.equal(pa[k], pb[k]) for k in pa)
+        pd.testing.assert_frame_equal(pd.read_csv(a / "train.csv").drop(columns="seconds"),
+                                      pd.read_csv(b / "train.csv").drop(columns="seconds"))
+        assert list(pd.read_csv(b / "eval.csv")["step"]) == [20, 40]
+    # one seed alone resumes from the batched run's checkpoint too: it is an ordinary run directory
+    assert train(spec(tmp_path, "split/seed1", seed=1, steps=50))["steps"] == 50
+
+
+def test_seeds_at_different_steps_train_in_groups(minari_root, tmp_path):
+    train(spec(tmp_path, "mixed/seed1", seed=1, steps=20))
+    summaries = train_seeds(seed_specs(tmp_path, "mixed", [0, 1], steps=40))
+    assert [s["steps"] for s in summaries] == [40, 40]
+    for seed in (0, 1):
+        assert list(pd.read_csv(tmp_path / "mixed" / f"seed{seed}" / "eval.csv")["step"]) == [20, 40]
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ("0,0", "--seeds repeats 0"),
+    ("0,x", "'x'"),
+    ("1.5", "'1.5'"),
+    ("", "names no seed"),
+])
+def test_bad_seeds_exit_2_and_write_nothing(minari_root, tmp_path, seeds, message):
+    out = tmp_path / "out"
+    result = flowbench("run", "bc", "toy/bimodal-v0", "--seeds", seeds, "--out", str(out / "seed{seed}"))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_seeds_need_their_own_directories(minari_root, tmp_path):
+    result = flowbench("run", "bc", "toy/bimodal-v0", "--seeds", "0,1", "--out", str(tmp_path / "one"))
+    assert result.returncode == 2 and "{seed}" in result.stderr
+    assert not (tmp_path / "one").exists()
+
+
+def test_a_seed_directory_of_another_config_refuses_the_whole_batch(minari_root, tmp_path):
+    common = ["--steps", "10", "--eval-every", "10", "--eval-episodes", "2", "--profile", "cpu"]
+    assert flowbench("run", "bc", "toy/bimodal-v0", "--seed", "1", "--out", str(tmp_path / "b" / "seed1"),
+                     *common, "--set", "lr=0.001").returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "b" / "seed1").iterdir()}
+    result = flowbench("run", "bc", "toy/bimodal-v0", "--seeds", "0,1,2", "--out", str(tmp_path / "b" / "seed{seed}"),
+                       *common)
+    assert result.returncode == 2, result.stderr
+    assert "seed1" in result.stderr and "lr" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "b" / "seed0").exists() and not (tmp_path / "b" / "seed2").exists()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b" / "seed1").iterdir()} == before

@@ -19,7 +19,7 @@ import torch
 from algos.diffusion import NoisePredictor
 from algos.flows import VelocityField
 from harness.cli import main
-from harness.timing import PARTS, TIMED_ALGOS, TimingSpec, ratio_table, synthetic_batch, timing_agent
+from harness.timing import PARTS, TIMED_ALGOS, TimingSpec, ratio_table, speedup_table, synthetic_batch, timing_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = TimingSpec(profile="cpu", batch_size=16, act_batch=4)
@@ -27,9 +27,9 @@ M = 4  # QIPO's support samples per state in the cpu profile
 
 
 def count_policy_passes(agent, call) -> list[int]:
-    """Runs ``call`` and returns the batch size of every forward pass of a flow/diffusion network."""
+    """Runs ``call`` and returns the rows per seed of every forward pass of a flow/diffusion network."""
     rows: list[int] = []
-    hooks = [m.register_forward_hook(lambda mod, args, out: rows.append(args[1].shape[0]))
+    hooks = [m.register_forward_hook(lambda mod, args, out: rows.append(args[1].shape[1:-1].numel()))
              for m in agent.modules().values() if isinstance(m, (VelocityField, NoisePredictor))]
     try:
         call()
@@ -126,7 +126,7 @@ def test_plots_a_real_pytest_benchmark_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--algos", "bc"], "no flow/diffusion steps"),
+    (["--algos", "bc", "--parts", "policy_update"], "no flow/diffusion steps"),
     (["--algos", "flowq,nope"], "unknown algorithm"),
     (["--flow-steps", "0,2"], "positive integers"),
     (["--flow-steps", "1,two"], "comma-separated int"),
@@ -151,3 +151,25 @@ def test_a_json_without_timing_benchmarks_is_refused(tmp_path: Path, capsys: pyt
     assert main(["timing", "--from-benchmark", str(other), "--out", str(tmp_path / "t")]) == 2
     assert "no flowbench timing benchmarks" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+def test_timing_compares_seeds_per_process_and_graph_modes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--seeds`` and ``--cuda-graph`` lists are cells of one run; an algorithm without flow steps is timed
+    once; the speed-up table is each setting's seed-updates per second over one seed eager's."""
+    out = tmp_path / "timing"
+    code = main(["timing", "--algos", "fql,rebrac", "--flow-steps", "1,2", "--seeds", "1,2", "--cuda-graph", "auto,off",
+                 "--parts", "full_update", "--updates", "2", "--rounds", "1", "--warmup", "1", "--profile", "cpu",
+                 "--batch-size", "16", "--out", str(out)])
+    assert code == 0
+    frame = pd.read_csv(out / "timing.csv")
+    assert len(frame) == (2 + 1) * 2 * 2  # fql at K = 1, 2; rebrac once; × 2 seed counts × 2 modes
+    assert set(frame[frame.algorithm == "rebrac"].K) == {1}
+    assert set(frame.cuda_graph) == {"eager"}  # no CUDA here: auto runs eagerly, and the table says so
+    assert list(frame.seed_calls_per_second) == pytest.approx(list(frame.seeds * frame.calls_per_second), rel=1e-4)
+    speedups = speedup_table(frame)
+    column = "2 seeds, eager / 1 seed, eager"
+    rates = frame[frame.part == "full_update"].set_index(["algorithm", "K", "seeds"]).seed_calls_per_second
+    # auto and off both ran eagerly here, so the table averages their two cells per setting
+    assert speedups.loc[("fql", 2), column] == pytest.approx(rates.loc[("fql", 2, 2)].mean() / rates.loc[("fql", 2, 1)].mean())
+    assert "speed-ups over one seed eager" in (out / "summary.md").read_text()
+    assert "seed-updates per second" in capsys.readouterr().out

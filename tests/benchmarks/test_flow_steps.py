@@ -59,16 +59,17 @@ def agents(spec: TimingSpec, device: torch.device):
 def test_cost_against_flow_steps(benchmark, agents, spec: TimingSpec, device: torch.device, info: dict, algo: str,
                                  steps: int, part: str) -> None:
     agent = agents(algo, steps)
-    call = timed_call(agent, part, spec, device)
+    call = timed_call(agent, part, spec, device, spec.cuda_graph[0])
     benchmark.extra_info.update(
         algorithm=algo, K=steps, part=part, batch_size=spec.act_batch if part == "act" else spec.batch_size,
         policy_parts="+".join(agent.policy_update_parts), profile=spec.profile or "default", obs_dim=spec.obs_dim,
         act_dim=spec.act_dim, device=info["device"], threads=info["threads"], torch=info["torch"])
     result = benchmark(call)
     if part == "act":
-        assert result.shape == (spec.act_batch, spec.act_dim)
+        assert result.shape == (1, spec.act_batch, spec.act_dim)  # [seeds, batch, action]
         assert torch.isfinite(result).all() and result.abs().max() <= 1.0
     elif part == "policy_update":
-        assert result.dim() == 0 and torch.isfinite(result)
-    else:
-        assert result and all(math.isfinite(v) for v in result.values())
+        assert result.shape == (1,) and torch.isfinite(result).all()
+    else:  # a TrainingStep: its metric sums since the last read, per seed
+        means = call.read_means()
+        assert means[0] and all(math.isfinite(v) for v in means[0].values())
