@@ -230,10 +230,12 @@ class Agent:
 
     # -- shared -------------------------------------------------------------------------------
     def adam(self, params: Any, lr: float) -> torch.optim.Optimizer:
-        """Adam as every agent uses it: on CUDA capturable (its step count on the GPU, so the update can
-        be replayed as a CUDA graph) with the learning rate as a tensor (schedules change it in place)."""
+        """Adam as every agent uses it. On CUDA: fused (one kernel reads each parameter, gradient and moment
+        once — the foreach version makes about a dozen passes, which dominates a step of several batched
+        seeds), capturable (its step count on the GPU, so the update can be replayed as a CUDA graph), with
+        the learning rate as a tensor (schedules change it in place, without a host sync)."""
         if self.device.type == "cuda":
-            return torch.optim.Adam(params, lr=torch.tensor(lr, device=self.device), capturable=True)
+            return torch.optim.Adam(params, lr=torch.tensor(lr, device=self.device), capturable=True, fused=True)
         return torch.optim.Adam(params, lr=lr)
 
     @staticmethod

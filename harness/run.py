@@ -10,6 +10,12 @@ The run directory holds
 Every file is written atomically. Rerunning into a directory with a checkpoint of the same
 config resumes and continues exactly (same batches, same noise); CSV rows written after the
 checkpoint are dropped first, so no row is duplicated. A different config is refused.
+
+Several seeds of one configuration can train in one process as one batched model (``train_seeds``,
+``flowbench run --seeds``): each seed still has its own directory with exactly these files, its own
+checkpoint (a one-seed checkpoint, resumable alone), generators, minibatches and evaluation. The
+training step itself (eager, or a CUDA graph per code path on a GPU) is ``harness.training``; the
+metrics stay on the device between logging steps.
 """
 
 from __future__ import annotations

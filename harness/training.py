@@ -132,11 +132,14 @@ class TrainingStep:
 
     @property
     def mode(self) -> str:
-        """How the steps ran: ``cuda-graph`` (every code path captured), ``eager``, or ``cuda-graph (partly)``."""
+        """How the steps ran: ``cuda-graph``; ``cuda-graph (partly)`` where some code path could not be
+        captured; ``eager`` (no graph asked for, none captured, or every capture failed). A code path that
+        ran too few times to be captured (e.g. a renewal that happened once) is no failure."""
         if not self.use_graph:
             return "eager"
-        captured = [p.captured for p in self.paths.values()]
-        return "cuda-graph" if captured and all(captured) else "cuda-graph (partly)" if any(captured) else "eager"
+        captured = any(p.captured for p in self.paths.values())
+        failed = any(p.fallback_reason for p in self.paths.values())
+        return ("cuda-graph (partly)" if failed else "cuda-graph") if captured else "eager"
 
     @property
     def fallback_reasons(self) -> list[str]:

@@ -40,3 +40,14 @@ def maze_data(minari_root: Path):
     from harness.data import load
 
     return load("local/pointmaze/umaze-v0")
+
+
+@pytest.fixture
+def float64():
+    """Float64 by default for one test (the seed-equality checks compare to 1e-9)."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

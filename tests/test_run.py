@@ -112,14 +112,6 @@ def test_cli_run_and_data_commands(minari_root, tmp_path):
 
 # -- several seeds in one process -------------------------------------------------------------------
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def seed_specs(tmp_path, name: str, seeds, **kw) -> list[RunSpec]:
     return [spec(tmp_path, f"{name}/seed{s}", seed=s, **kw) for s in seeds]
 

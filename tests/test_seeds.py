@@ -31,14 +31,6 @@ def small_config(name: str):
     return config
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def train(name: str, seeds: list[int], buffer: TransitionBuffer, obs: torch.Tensor):
     """50 updates of a batched agent of ``seeds``: per-step metrics, final state, actions for ``obs``."""
     agent = make_seeded_agent(name, buffer.obs.shape[1], buffer.actions.shape[1], small_config(name), seeds)

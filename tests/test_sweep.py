@@ -143,16 +143,39 @@ def test_local_executor_gives_the_same_layout_and_results(tiny_slurm, tmp_path):
     assert "4 runs: 4 done" in flowbench("status", str(local_root)).stdout
 
 
-def test_usr2_requeues_the_job_and_the_run_continues(minari_root, slurm_cluster, tmp_path):
+def test_batched_seeds_in_one_slurm_job_equal_their_one_seed_runs(tiny_slurm, tmp_path):
+    """``seeds_per_job: 2``: one array task trains both seeds of bc as one batched model, each in an ordinary
+    run directory, with the numbers of the suite's one-seed jobs."""
+    _, slurm_root, _ = tiny_slurm
+    suite = write_suite(tmp_path / "pairs.yaml", "pairs", **{**TINY, "algorithms": ["bc"],
+                                                             "resources": {**TINY["resources"], "seeds_per_job": 2}})
+    result = flowbench("sweep", str(suite), "--executor", "slurm", "--cluster-profile", "local-test",
+                       "--results", str(tmp_path), "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"submitted job array \d+: 1 jobs, 2 runs", result.stdout), result.stdout
+    for seed in (0, 1):
+        run = tmp_path / "pairs" / "bc" / "toy_bimodal-v0" / f"seed{seed}"
+        assert json.loads((run / "config.json").read_text())["trained_with_seeds"] == [0, 1]
+        assert json.loads((run / "job.json").read_text())["seeds_together"] == [[f"bc/toy_bimodal-v0/seed{s}" for s in (0, 1)]]
+        alone = slurm_root / "bc" / "toy_bimodal-v0" / f"seed{seed}"
+        pd.testing.assert_frame_equal(pd.read_csv(run / "train.csv").drop(columns="seconds"),
+                                      pd.read_csv(alone / "train.csv").drop(columns="seconds"), rtol=1e-4)
+    assert "2 runs: 2 done" in flowbench("status", str(tmp_path / "pairs")).stdout
+
+
+def test_usr2_requeues_the_job_and_the_runs_continue(minari_root, slurm_cluster, tmp_path):
+    """A job training two seeds as one batched model is preempted; both runs resume exactly where they stopped."""
     steps, log_every = 6000, 50
-    suite = write_suite(tmp_path / "long.yaml", "long", algorithms=["bc"], datasets={"toy/bimodal-v0": {}}, seeds=[0],
-                        steps=steps, eval_every=1500, eval_episodes=5, log_every=log_every, profile="cpu",
-                        resources=dict(cpus=1, mem_gb=1, time_min=10))
+    suite = write_suite(tmp_path / "long.yaml", "long", algorithms=["bc"], datasets={"toy/bimodal-v0": {}},
+                        seeds=[0, 1], steps=steps, eval_every=1500, eval_episodes=5, log_every=log_every,
+                        profile="cpu", resources=dict(cpus=1, mem_gb=1, time_min=10, seeds_per_job=2))
     result = flowbench("sweep", str(suite), "--executor", "slurm", "--cluster-profile", "local-test",
                        "--results", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    run = tmp_path / "long" / "bc" / "toy_bimodal-v0" / "seed0"
+    runs = [tmp_path / "long" / "bc" / "toy_bimodal-v0" / f"seed{seed}" for seed in (0, 1)]
+    run = runs[0]
     job_id = json.loads((run / "job.json").read_text())["job_id"]
+    assert json.loads((runs[1] / "job.json").read_text())["job_id"] == job_id  # one job for both seeds
 
     def step_reached() -> int:
         try:
@@ -164,12 +187,14 @@ def test_usr2_requeues_the_job_and_the_run_continues(minari_root, slurm_cluster,
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
     wait_for(lambda: (run / "summary.json").exists(), 300, "the requeued run to finish")
 
-    resumed_from = json.loads((run / "config.json").read_text())["resumed_from_step"]
-    assert 500 <= resumed_from < steps, resumed_from  # continued from its checkpoint, not from 0
-    train_log, eval_log = pd.read_csv(run / "train.csv"), pd.read_csv(run / "eval.csv")
-    assert list(train_log["step"]) == list(range(log_every, steps + 1, log_every))  # none lost, none twice
-    assert list(eval_log["step"]) == [1500, 3000, 4500, 6000]
-    assert json.loads((run / "summary.json").read_text())["steps"] == steps
+    wait_for(lambda: (runs[1] / "summary.json").exists(), 60, "the second seed's summary")
+    for seed_run in runs:
+        resumed_from = json.loads((seed_run / "config.json").read_text())["resumed_from_step"]
+        assert 500 <= resumed_from < steps, resumed_from  # continued from its checkpoint, not from 0
+        train_log, eval_log = pd.read_csv(seed_run / "train.csv"), pd.read_csv(seed_run / "eval.csv")
+        assert list(train_log["step"]) == list(range(log_every, steps + 1, log_every))  # none lost, none twice
+        assert list(eval_log["step"]) == [1500, 3000, 4500, 6000]
+        assert json.loads((seed_run / "summary.json").read_text())["steps"] == steps
     history = wait_for(lambda: (h := sacct("-D", "-X", "-j", job_id, "-o", "JobID,State")) and "COMPLETED" in h and h,
                        60, "the job to end")
     assert history.splitlines()[0].endswith("REQUEUED"), history  # the first allocation was requeued
@@ -253,7 +278,7 @@ def test_shipped_suites_load_and_dry_run_submits_nothing(minari_root, tmp_path):
     result = flowbench("sweep", "d4rl-antmaze", "--dry-run", "--executor", "slurm", "--results", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "fql/D4RL_antmaze_large-play-v1/seed7" in result.stdout
-    assert "dry run: 384 runs to submit in 384 jobs" in result.stdout
+    assert "dry run: 384 runs to submit in 48 jobs" in result.stdout  # seeds_per_job: 8
     assert not (tmp_path / "d4rl-antmaze").exists()
 
 
@@ -279,7 +304,13 @@ def test_packed_jobs_and_profile_resources(minari_root, tmp_path):
     suite = load_suite(write_suite(tmp_path / "packed.yaml", "packed", **{**TINY, "resources": {"runs_per_job": 3}}),
                        tmp_path)
     groups = job_groups(plan(suite), suite.resources.runs_per_job)
-    assert [len(g) for g in groups] == [3, 1]
+    assert [[len(unit) for unit in g] for g in groups] == [[1, 1, 1], [1]]
+    # seeds_per_job: the seeds of one algorithm and dataset train together, units never mix algorithms
+    batched = load_suite(write_suite(tmp_path / "batched.yaml", "batched",
+                                     **{**TINY, "seeds": 3, "resources": {"runs_per_job": 1, "seeds_per_job": 2}}),
+                         tmp_path)
+    units = [[(p.label, p.spec.seed) for p in unit] for g in job_groups(plan(batched), 1, 2) for unit in g]
+    assert units == [[("bc", 0), ("bc", 1)], [("bc", 2)], [("flow_bc", 0), ("flow_bc", 1)], [("flow_bc", 2)]]
     profile = load_profile("local-test")
     assert profile.partition == "debug" and profile.resources["cpus"] == 1
     (tmp_path / "p.yaml").write_text("partitionn: gpu\n")
