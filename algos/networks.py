@@ -39,9 +39,19 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.ensemble_size is not None and x.dim() == 3:
-            x = x.unsqueeze(1)  # [S, 1, N, in]: every member sees the same input
-        return torch.matmul(x, self.weight) + self.bias
+        shared = x.dim() == 3  # [S, N, in]: every member sees the same input
+        if x.shape[0] == 1:
+            # One seed: the single-model products (a bias-fused addmm; one baddbmm for all members), which
+            # BLAS runs faster than a batch-of-one bmm followed by a bias add.
+            # (squeeze, not x[0]: indexing's backward writes every gradient into a new zero tensor)
+            x, weight, bias = x.squeeze(0), self.weight.squeeze(0), self.bias.squeeze(0)
+            if self.ensemble_size is None:
+                return torch.addmm(bias.squeeze(0), x, weight).unsqueeze(0)
+            members = x.expand(self.ensemble_size, *x.shape) if shared else x
+            return torch.baddbmm(bias, members, weight).unsqueeze(0)
+        if self.ensemble_size is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.matmul(x.unsqueeze(1) if shared else x, self.weight) + self.bias
 
 
 class EnsembleLayerNorm(nn.Module):

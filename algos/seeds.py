@@ -29,20 +29,25 @@ class SeedRandom:
     def __len__(self) -> int:
         return len(self.generators)
 
+    def _draw(self, sample: Any, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+        # each seed's draw is written straight into its slice (no stacking copy: one kernel per seed)
+        out = torch.empty((len(self.generators), *shape), device=self.device, dtype=dtype)
+        for row, g in zip(out, self.generators):
+            sample(tuple(shape), generator=g, out=row)
+        return out
+
     def randn(self, shape: Sequence[int], dtype: torch.dtype | None = None) -> torch.Tensor:
         """``[S, *shape]`` standard normal."""
-        return torch.stack([torch.randn(tuple(shape), generator=g, device=self.device, dtype=dtype)
-                            for g in self.generators])
+        return self._draw(torch.randn, shape, dtype or torch.get_default_dtype())
 
     def rand(self, shape: Sequence[int], dtype: torch.dtype | None = None) -> torch.Tensor:
         """``[S, *shape]`` uniform on [0, 1)."""
-        return torch.stack([torch.rand(tuple(shape), generator=g, device=self.device, dtype=dtype)
-                            for g in self.generators])
+        return self._draw(torch.rand, shape, dtype or torch.get_default_dtype())
 
     def randint(self, high: int, shape: Sequence[int]) -> torch.Tensor:
         """``[S, *shape]`` integers in [0, high)."""
-        return torch.stack([torch.randint(high, tuple(shape), generator=g, device=self.device)
-                            for g in self.generators])
+        return self._draw(lambda size, generator, out: torch.randint(high, size, generator=generator, out=out),
+                          shape, torch.long)
 
     def multinomial(self, probs: torch.Tensor) -> torch.Tensor:
         """One category per row of ``probs`` ``[S, N, k]`` → ``[S, N]``."""
