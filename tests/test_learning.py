@@ -36,10 +36,10 @@ def test_iql_learns_the_known_values(toy_data):
     agent = trained("iql", toy_data, 1500)
     obs = torch.rand(200, 2) * 2 - 1
     upper, lower = torch.tensor([0.0, 0.5]).expand(200, 2), torch.tensor([0.0, -0.5]).expand(200, 2)
-    with torch.no_grad():
-        assert agent.critic(obs, upper).mean().item() == pytest.approx(1.0, abs=0.05)
-        assert agent.critic(obs, lower).mean().item() == pytest.approx(0.5, abs=0.05)
-        assert agent.value(obs).mean().item() == pytest.approx(0.85, abs=0.04)
+    with torch.no_grad():  # networks take a leading seed axis: [1, 200, ...] for this one-seed agent
+        assert agent.critic(obs[None], upper[None]).mean().item() == pytest.approx(1.0, abs=0.05)
+        assert agent.critic(obs[None], lower[None]).mean().item() == pytest.approx(0.5, abs=0.05)
+        assert agent.value(obs[None]).mean().item() == pytest.approx(0.85, abs=0.04)
         # advantage weighting pulls the Gaussian actor's mean toward the better mode
         assert agent.act(obs).mean(0)[1].item() > 0.05
 
