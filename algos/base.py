@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Hashable, NamedTuple, Sequence
 
 import torch
 
-from algos.seeds import SeedRandom, clip_grad_norm_per_seed, seed_state, stack_seed_states
+from algos.seeds import SeedRandom, clip_grad_norm_per_seed, stack_seed_states
 
 
 class Batch(NamedTuple):
@@ -222,12 +222,6 @@ class Agent:
         if self.num_seeds != 1:
             raise ValueError(f"cannot {what} with {self.num_seeds} seeds: give tensors a leading seed axis")
 
-    @property
-    def generator(self) -> torch.Generator:
-        """The generator of a one-seed agent."""
-        self.require_one_seed("use a single generator")
-        return self.generators[0]
-
     # -- shared -------------------------------------------------------------------------------
     def adam(self, params: Any, lr: float) -> torch.optim.Optimizer:
         """Adam as every agent uses it. On CUDA: fused (one kernel reads each parameter, gradient and moment
@@ -251,7 +245,6 @@ class Agent:
         """A snapshot (deep copy): torch's own state dicts alias live tensors, e.g. Adam's step count."""
         return copy.deepcopy({
             "step": self.step,
-            "num_seeds": self.num_seeds,
             "generators": [g.get_state() for g in self.generators],
             "modules": {k: m.state_dict() for k, m in self.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
@@ -272,10 +265,6 @@ class Agent:
                 lr = float(group["lr"])
                 group["lr"] = torch.tensor(lr, device=self.device) if self.device.type == "cuda" else lr
         self.load_extra_state(state["extra"])
-
-    def seed_state_dict(self, index: int) -> dict[str, Any]:
-        """The one-seed state of seed ``index`` (what a one-seed run of that seed would checkpoint)."""
-        return seed_state(self.state_dict(), index)
 
     def load_seed_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
         """Loads one one-seed state per seed (all at the same step)."""

@@ -141,10 +141,6 @@ class TrainingStep:
         failed = any(p.fallback_reason for p in self.paths.values())
         return ("cuda-graph (partly)" if failed else "cuda-graph") if captured else "eager"
 
-    @property
-    def fallback_reasons(self) -> list[str]:
-        return [p.fallback_reason for p in self.paths.values() if p.fallback_reason]
-
     def __call__(self) -> None:
         if self.use_graph:
             key = self.agent.graph_key()
@@ -171,18 +167,17 @@ class TrainingStep:
         """Each seed's metrics averaged since the last read (one read back to the host), then reset."""
         if self.sums is None or self.count == 0:
             return [{} for _ in range(self.agent.num_seeds)]
-        keys = list(self.sums)
-        values = (torch.stack([self.sums[k] for k in keys]).double() / self.count).cpu()
+        means = [{k: v / self.count for k, v in sums.items()} for sums in self.state()[0]]
         for v in self.sums.values():
             v.zero_()
         self.count = 0
-        return [{k: float(values[j, i]) for j, k in enumerate(keys)} for i in range(self.agent.num_seeds)]
+        return means
 
     def state(self) -> tuple[list[dict[str, float]], int]:
         """Each seed's unread sums and their count (a checkpoint keeps them, so a resumed run logs exactly)."""
         if self.sums is None:
             return [{} for _ in range(self.agent.num_seeds)], self.count
-        values = torch.stack(list(self.sums.values())).double().cpu()
+        values = torch.stack(list(self.sums.values())).double().cpu()  # one read back for every metric
         return [{k: float(values[j, i]) for j, k in enumerate(self.sums)} for i in range(self.agent.num_seeds)], self.count
 
     def load_state(self, sums: list[dict[str, float]], count: int) -> None:

@@ -163,7 +163,7 @@ def test_seeds_at_different_steps_train_in_groups(minari_root, tmp_path):
 
 
 @pytest.mark.parametrize("seeds, message", [
-    ("0,0", "--seeds repeats 0"),
+    ("0,1,0", "seeds repeat: 0"),
     ("0,x", "'x'"),
     ("1.5", "'1.5'"),
     ("", "names no seed"),
