@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -43,7 +44,15 @@ class ConfigError(ValueError):
 
 @dataclass
 class AgentConfig:
-    """Base of every agent config: a dataclass whose fields are the algorithm's hyperparameters."""
+    """Base of every agent config: a dataclass whose fields are the algorithm's hyperparameters.
+
+    ``reward_transform`` names how the harness turns the dataset's rewards into the rewards this
+    algorithm trains on (``harness.data.REWARD_TRANSFORMS``: none, minus_one, iql_locomotion,
+    cql_antmaze, ...). It is part of the algorithm's config, set per benchmark by its presets, because
+    each published number came with its own convention (IQL/FQL: antmaze r − 1; Diffusion-QL: (r − 0.5)·4).
+    """
+
+    reward_transform: str = "none"
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -146,6 +155,9 @@ class Agent:
         self.device = torch.device(device)
         self.num_seeds = num_seeds
         self.step = 0
+        # The run's length in updates, when the harness knows it: learning-rate schedules that decay
+        # "over the run" (IQL's actor, Diffusion-QL) use it. None outside a run: no decay.
+        self.horizon: int | None = None
         # Each seed's own randomness (noise in losses) comes from its own generator so that a resumed
         # run replays exactly and a batched seed draws what it would draw alone; the harness seeds them.
         self.generators = [torch.Generator(device=self.device) for _ in range(num_seeds)]
@@ -241,6 +253,16 @@ class Agent:
             else:
                 group["lr"] = lr
 
+    def cosine_lr(self, lr: float, decay_steps: int = 0) -> float:
+        """The learning rate after ``step`` updates of a cosine decay to 0 over T = ``decay_steps`` updates
+        (0: the run's length, ``horizon``), ``lr · (1 + cos(π · min(step, T) / T)) / 2``, staying at 0
+        after T as optax's ``cosine_decay_schedule`` does (torch's ``CosineAnnealingLR`` rises again).
+        ``lr`` itself when there is no horizon."""
+        horizon = decay_steps or self.horizon
+        if not horizon:
+            return lr
+        return lr * (1.0 + math.cos(math.pi * min(self.step, horizon) / horizon)) / 2.0
+
     def state_dict(self) -> dict[str, Any]:
         """A snapshot (deep copy): torch's own state dicts alias live tensors, e.g. Adam's step count."""
         return copy.deepcopy({
@@ -290,8 +312,35 @@ class Agent:
         optimizer.step()
         return loss.detach()
 
+    @staticmethod
+    def coast(optimizer: torch.optim.Optimizer) -> None:
+        """An optimiser step with zero gradients: Adam's parameters still move on their momentum. This is
+        what a reference that trains several networks with one optax Adam does to a network whose loss
+        is switched off on this step (ReBRAC's actor between its delayed updates)."""
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.requires_grad:
+                    p.grad = torch.zeros_like(p)
+        optimizer.step()
+
     def num_parameters(self) -> int:
         return sum(p.numel() for m in self.modules().values() for p in m.parameters())
+
+
+# Conventions of the FQL code (seohongpark/fql), shared by every agent it runs (FQL, IQL, ReBRAC, IFQL) and
+# applied here to the agents compared under them: D4RL antmaze rewards r − 1 (envs/d4rl_utils.py) and the
+# per-task discounts of its README command lines (OGBench antmaze-giant, humanoidmaze, antsoccer: 0.995).
+FQL_CODE_ANTMAZE_REWARDS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("D4RL/antmaze/*", {"reward_transform": "minus_one"}),
+)
+FQL_CODE_OGBENCH_DISCOUNTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("ogbench/antmaze-giant-*", {"discount": 0.995}),
+    ("ogbench/humanoidmaze-*", {"discount": 0.995}),
+    ("ogbench/antsoccer-*", {"discount": 0.995}),
+)
+# The benchmarks of the FQL paper's tables (Minari's D4RL ports, OGBench, flowbench's OGBench-style builds).
+FQL_PAPER_BENCHMARKS = ("D4RL/antmaze/*", "D4RL/pen/*", "D4RL/door/*", "D4RL/hammer/*", "D4RL/relocate/*",
+                        "ogbench/*", "local/ogbench/*")
 
 
 REGISTRY: dict[str, type[Agent]] = {}

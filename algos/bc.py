@@ -3,7 +3,10 @@
 The baseline every offline-RL table starts from. ``policy`` picks the head:
 - ``gmm`` (default): a mixture of Gaussians (robomimic's BC-GMM), sampled when acting, so BC
   reproduces multimodal behaviour data instead of averaging its modes into actions nobody took;
-- ``gaussian``: a Gaussian with state-independent std (the D4RL/FQL-paper BC), acting with its mean;
+- ``gaussian``: a Gaussian with state-independent std, acting with its mean; in the FQL paper's
+  benchmarks it is the FQL code's ``Actor`` (linear mean, std fixed at 1, output layer variance scale
+  0.01; ``FQL_CODE_BC``) — the FQL code ships no BC agent, so that class, the one its IQL uses, is
+  flowbench's reading of the FQL paper's BC column;
 - ``deterministic``: an MLP trained with MSE.
 Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, the loss ``[S]``.
 """
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algos.base import Agent, AgentConfig, Batch, register
+from algos.base import FQL_PAPER_BENCHMARKS, Agent, AgentConfig, Batch, register
 from algos.networks import MLP, GaussianActor, MixtureActor, sample_mixture
 from algos.seeds import SeedRandom, seed_mean
 
@@ -25,10 +28,18 @@ class BCConfig(AgentConfig):
 
     policy: str = "gmm"  # gmm | gaussian | deterministic
     components: int = 5  # mixture components for the gmm head (robomimic's default)
+    actor_tanh_mean: bool = True  # gaussian head: tanh on the mean
+    actor_const_std: bool = False  # gaussian head: std fixed at 1 instead of a learned log-std
+    actor_final_init_scale: float = 1.0  # variance scale of the output layer
     hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     activation: str = "gelu"
     lr: float = 3e-4
     batch_size: int = 256
+
+
+# BC in the FQL paper's benchmarks: the FQL code's Gaussian ``Actor`` (utils/networks.py: const_std, no tanh,
+# final_fc_init_scale 0.01) with 4×512 GELU, evaluated at its mean (main.py eval_temperature 0).
+FQL_CODE_BC = {"policy": "gaussian", "actor_tanh_mean": False, "actor_const_std": True, "actor_final_init_scale": 0.01}
 
 
 @register
@@ -37,6 +48,7 @@ class BC(Agent):
     config_class = BCConfig
     policy_update_parts = ("actor",)
     profiles = {"cpu": {"hidden_dims": (256, 256)}}
+    presets = tuple((pattern, FQL_CODE_BC) for pattern in FQL_PAPER_BENCHMARKS)
 
     def __init__(self, obs_dim: int, act_dim: int, config: BCConfig, device: torch.device | str = "cpu",
                  num_seeds: int = 1):
@@ -45,9 +57,11 @@ class BC(Agent):
         if c.policy == "gmm":
             self.actor = MixtureActor(obs_dim, act_dim, c.hidden_dims, c.components, c.activation, seeds=s)
         elif c.policy == "gaussian":
-            self.actor = GaussianActor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s)
+            self.actor = GaussianActor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s, tanh_mean=c.actor_tanh_mean,
+                                       const_std=c.actor_const_std, final_init_scale=c.actor_final_init_scale)
         elif c.policy == "deterministic":
-            self.actor = MLP(obs_dim, c.hidden_dims, act_dim, c.activation, seeds=s)
+            self.actor = MLP(obs_dim, c.hidden_dims, act_dim, c.activation, seeds=s,
+                             final_init_scale=c.actor_final_init_scale)
         else:
             raise ValueError(f"unknown BC policy {c.policy!r}; valid: gmm, gaussian, deterministic")
         self.actor.to(self.device)

@@ -3,13 +3,18 @@
 A DDPM policy (K denoising steps, VP schedule, ε-prediction) trained with behaviour cloning plus
 Q-learning through the whole reverse chain:
 - critic: a′ = sample of the EMA policy at s′ (no gradient), y = r + γ m min_i Q_φ̄ᵢ(s′, a′),
-          L_Q = Σ_i E[(Q_φᵢ(s, a) − y)²];
+          L_Q = Σ_i E[(Q_φᵢ(s, a) − y)²]; with ``max_q_backup`` (antmaze), 10 samples a′ per s′ and
+          y = r + γ m min_i max_j Q_φ̄ᵢ(s′, a′_j);
 - actor:  L_π = L_diffusion(a | s) + η · (−mean_i Q_φᵢ(s, a_π) / sg(mean |Q|)),
           a_π = the K-step reverse chain from N(0, I) *with backpropagation through every step*, so
           the policy update costs grow linearly with K (the reference point for FlowQ's claim);
           the critic learns nothing from this term (it is evaluated with detached parameters);
-- an EMA copy of the policy (decay 0.995, every 5 steps, a plain copy for the first 1000 steps)
-  gives the critic's next actions;
+- an EMA copy of the policy gives the critic's next actions: it starts as a copy of the initial
+  policy and stays so until ``ema_start`` updates are done, then takes a Polyak step (decay 0.995)
+  every ``ema_every`` updates (the official ``step_ema``, called when its pre-increment step count is
+  a multiple of 5 and at least 1000);
+- learning rates decay on a cosine to 0 over the run (the README's ``--lr_decay``), the actor's and
+  the critic's (the critic's lr is 3e-4 on every task; the actor's is per task);
 - acting: N = 50 candidates per state from the policy, one drawn with probability softmax(Q)
   (``action_selection="softmax"``, the official code) or the best one (``"argmax"``), Q = min of
   the target critic's heads.
@@ -34,18 +39,21 @@ from algos.seeds import SeedRandom, seed_mean
 
 @dataclass
 class DiffusionQLConfig(AgentConfig):
-    """Diffusion-QL with the paper's defaults: K = 5, 3×256 Mish MLPs (no LayerNorm), Adam 3e-4,
-    batch 256, γ = 0.99, τ = 0.005, EMA 0.995 every 5 steps from step 1000, 50 acting candidates.
-    η and the gradient-norm clip are per task in the paper (η 0.5–3.5, clip 1–10; halfcheetah and
-    hopper use η = 1, clip 9); those are the defaults here. The paper's learning-rate decay and
-    max-Q backup (antmaze) are not implemented. The Q term averages the twin heads; the official
-    code picks one head at random and divides by the other's mean |Q| (equal in expectation)."""
+    """Diffusion-QL with the official code's defaults: K = 5, 3×256 Mish MLPs (no LayerNorm), Adam
+    3e-4 with cosine decay over the run (its README runs ``--lr_decay``; it steps the decay once per
+    1000-update epoch, flowbench once per update), batch 256, γ = 0.99, τ = 0.005, EMA 0.995 every 5
+    steps from step 1000, 50 acting candidates. η, the gradient-norm clip, the actor's lr, the max-Q
+    backup and the reward transform are per task (``DiffusionQL.presets``: its ``hyperparameters``
+    table); the defaults are its halfcheetah/hopper values (η 1, clip 9). The Q term averages the twin
+    heads; the official code picks one head at random and divides by the other's mean |Q| (equal in
+    expectation)."""
 
     eta: float = 1.0
     diffusion_steps: int = 5  # K
     num_candidates: int = 50
     action_selection: str = "softmax"  # softmax | argmax
     grad_norm: float = 9.0  # max gradient norm for actor and critic; 0 = no clipping
+    max_q_backup: bool = False  # y from the max over 10 next-action samples per head (antmaze)
     ema_decay: float = 0.995
     ema_every: int = 5
     ema_start: int = 1000
@@ -54,8 +62,35 @@ class DiffusionQLConfig(AgentConfig):
     hidden_dims: tuple[int, ...] = (256, 256, 256)
     activation: str = "mish"
     critic_layer_norm: bool = False
-    lr: float = 3e-4
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    lr_schedule: str = "cosine"  # cosine (to 0 over the run) | constant
     batch_size: int = 256
+
+
+MAX_Q_BACKUP_SAMPLES = 10  # next-action samples per state for the max-Q backup (the official code's 10)
+
+# The official code's per-task table (Zhendong-Wang/Diffusion-Policies-for-Offline-RL main.py,
+# `hyperparameters`, lines 17-37): 'lr' is the actor's lr, 'gn' the gradient-norm clip, 'reward_tune'
+# the reward transform ('cql_antmaze': (r − 0.5)·4, 'normalize': standardised). Minari has no
+# medium-replay/medium-expert locomotion datasets; each env takes its '-medium-v2' row.
+PAPER_PRESETS: tuple[tuple[str, dict], ...] = (
+    ("mujoco/halfcheetah/*", {"eta": 1.0, "grad_norm": 9.0}),
+    ("mujoco/hopper/*", {"eta": 1.0, "grad_norm": 9.0}),
+    ("mujoco/walker2d/*", {"eta": 1.0, "grad_norm": 1.0}),
+    ("D4RL/antmaze/*", {"reward_transform": "cql_antmaze", "max_q_backup": True}),
+    ("D4RL/antmaze/umaze-v*", {"eta": 0.5, "grad_norm": 2.0, "max_q_backup": False}),
+    ("D4RL/antmaze/umaze-diverse-*", {"eta": 2.0, "grad_norm": 3.0}),
+    ("D4RL/antmaze/medium-play-*", {"actor_lr": 1e-3, "eta": 2.0, "grad_norm": 2.0}),
+    ("D4RL/antmaze/medium-diverse-*", {"eta": 3.0, "grad_norm": 1.0}),
+    ("D4RL/antmaze/large-play-*", {"eta": 4.5, "grad_norm": 10.0}),
+    ("D4RL/antmaze/large-diverse-*", {"eta": 3.5, "grad_norm": 7.0}),
+    ("D4RL/pen/human-*", {"actor_lr": 3e-5, "eta": 0.15, "grad_norm": 7.0, "reward_transform": "standardize"}),
+    ("D4RL/pen/cloned-*", {"actor_lr": 3e-5, "eta": 0.1, "grad_norm": 8.0, "reward_transform": "standardize"}),
+    ("D4RL/kitchen/complete-*", {"eta": 0.005, "grad_norm": 9.0}),
+    ("D4RL/kitchen/partial-*", {"eta": 0.005, "grad_norm": 10.0}),
+    ("D4RL/kitchen/mixed-*", {"eta": 0.005, "grad_norm": 10.0}),
+)
 
 
 @register
@@ -72,8 +107,8 @@ class DiffusionQL(Agent):
     # 0.5 between the modes, too little for softmax(Q) to choose among candidates. On PointMaze umaze
     # (cpu profile, 20k steps) the plain critic's Q kept growing (1.3 → 17) and the score fell to 4.7
     # (BC 11.0); with LayerNorm it scored 37/98/99/40 at 5k/10k/15k/20k.
-    presets = (
-        ("toy/*", {"critic_layer_norm": True, "action_selection": "argmax", "lr": 1e-3}),
+    presets = PAPER_PRESETS + (
+        ("toy/*", {"critic_layer_norm": True, "action_selection": "argmax", "actor_lr": 1e-3, "critic_lr": 1e-3}),
         ("local/pointmaze/*", {"critic_layer_norm": True}),
     )
 
@@ -83,14 +118,16 @@ class DiffusionQL(Agent):
         c, s = config, num_seeds
         if c.action_selection not in ("softmax", "argmax"):
             raise ValueError(f"action_selection must be 'softmax' or 'argmax', got {c.action_selection!r}")
+        if c.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {c.lr_schedule!r}")
         self.schedule = VPSchedule(c.diffusion_steps, self.device)
         self.actor = NoisePredictor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s).to(self.device)
         self.ema_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = Critic(obs_dim, act_dim, c.hidden_dims, 2, c.critic_layer_norm, c.activation,
                              seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = self.adam(self.actor.parameters(), c.lr)
-        self.critic_opt = self.adam(self.critic.parameters(), c.lr)
+        self.actor_opt = self.adam(self.actor.parameters(), c.actor_lr)
+        self.critic_opt = self.adam(self.critic.parameters(), c.critic_lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"actor": self.actor, "ema_actor": self.ema_actor, "critic": self.critic, "target_critic": self.target_critic}
@@ -108,8 +145,14 @@ class DiffusionQL(Agent):
         Q(s, a) ``[S, 2, B]``."""
         c = self.config
         with torch.no_grad():
-            next_actions = self.sample(self.ema_actor, batch.next_obs, self.rng)
-            next_q = self.target_critic(batch.next_obs, next_actions).min(1).values
+            if c.max_q_backup:
+                s, b, n = batch.obs.shape[0], batch.obs.shape[1], MAX_Q_BACKUP_SAMPLES
+                repeated = batch.next_obs.repeat_interleave(n, dim=1)
+                next_qs = self.target_critic(repeated, self.sample(self.ema_actor, repeated, self.rng))
+                next_q = next_qs.reshape(s, 2, b, n).max(-1).values.min(1).values
+            else:
+                next_actions = self.sample(self.ema_actor, batch.next_obs, self.rng)
+                next_q = self.target_critic(batch.next_obs, next_actions).min(1).values
             target = batch.rewards + c.discount * batch.masks * next_q
         q = self.critic(batch.obs, batch.actions)
         critic_loss = ((q - target[:, None]) ** 2).mean(-1).sum(-1)
@@ -134,27 +177,28 @@ class DiffusionQL(Agent):
         bc_loss, q_loss = self.actor_step(batch)
         return bc_loss + self.config.eta * q_loss
 
-    def ema_action(self) -> str | None:
-        """What the next update does to the EMA policy after its gradient steps: ``copy`` (before
-        ``ema_start``), ``soft`` (a Polyak step) or nothing (None), every ``ema_every`` updates. Counted
-        with the update itself (step + 1), as the official code increments its step first."""
-        c, step = self.config, self.step + 1
-        if step % c.ema_every != 0:
-            return None
-        return "copy" if step < c.ema_start else "soft"
+    def ema_steps(self) -> bool:
+        """Whether this update ends with a Polyak step of the EMA policy: when the updates done before it
+        are a multiple of ``ema_every`` and at least ``ema_start`` (until then the EMA policy stays the
+        initial policy, as the official ``step_ema`` leaves it)."""
+        c = self.config
+        return self.step % c.ema_every == 0 and self.step >= c.ema_start
 
     def graph_key(self) -> Hashable:
-        return self.ema_action()
+        return self.ema_steps()
+
+    def advance(self) -> None:
+        super().advance()
+        c = self.config
+        if c.lr_schedule == "cosine":
+            self.set_lr(self.actor_opt, self.cosine_lr(c.actor_lr))
+            self.set_lr(self.critic_opt, self.cosine_lr(c.critic_lr))
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         critic_loss, q = self.critic_step(batch)
         bc_loss, q_loss = self.actor_step(batch)
-
-        ema = self.ema_action()
-        if ema == "copy":
-            self.ema_actor.load_state_dict(self.actor.state_dict())
-        elif ema == "soft":
+        if self.ema_steps():
             soft_update(self.ema_actor, self.actor, 1.0 - c.ema_decay)
         soft_update(self.target_critic, self.critic, c.tau)
         return {"critic_loss": critic_loss, "bc_loss": bc_loss, "q_loss": q_loss, "q_mean": seed_mean(q)}

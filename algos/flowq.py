@@ -16,13 +16,21 @@ reading of it (shared/DESIGN.md §3), and what the tests pin down is its behavio
   so x = μ_t + σ_t·a₀ moves with velocity u_t = dμ_t/dt + (dσ_t/dt)·a₀ = a₁ − a₀ + λ·h(t)·σ_t²·ĝ.
   h is the energy schedule λ(t) = λ·h(t): ``t``, ``t2`` (t²) or ``t2_over_1mt`` (t²/(1 − t)); the
   guidance weight h(t)(1 − t)² vanishes at both ends.
-- Direction: ĝ = sg ∇ₐ Q(s, â₁) / (batch mean of ‖∇ₐ Q‖, per seed), taken at the flow's own estimate of the
+- Direction: ĝ = sg ∇ₐ Q(s, â₁) / ḡ, ḡ = the batch mean of ‖∇ₐ Q‖ per seed (``guidance_norm="batch"``)
+  or 1 (``"none"``), taken at the flow's own estimate of the
   endpoint â₁ = clip(x_t + (1 − t)·v_θ(s, x_t, t)) (Q averaged over the twin heads). Taken at the data
   action instead, it says nothing — Q is flat on the data — and the toy stays at imitation (34–42).
 - Loss: L_flow = mean ‖v_θ(s, x_t, t) − u_t‖² with x_t = t·a₁ + (1 − t)·a₀ on the ordinary path (the
   guidance enters the target, not the sample, because ĝ itself depends on x_t). The same forward
   pass gives â₁ (detached), so the update costs two critic passes and one flow pass whatever K is.
 - Acting: K Euler steps from N(0, I), clipped to [-1, 1]; optionally best of N samples by min Q.
+
+What the target is, exactly. With ``guidance_norm="none"``, the added velocity λ·h(t)·σ_t²·∇ₐQ is a
+first-order (Laplace) approximation, with the posterior covariance taken as σ_t²·I, of the path tilted
+by exp(λ·h(t)·Q): at t → 1 that is π̂ ∝ π_β·exp(λ·h(1)·Q), and for h = t the temperature is λ. With
+``"batch"`` (the default) ∇ₐQ is divided by ḡ, so the tilt is exp(λ·h(t)·Q/ḡ): the effective temperature
+λ/ḡ moves as the critic's gradient scale changes in training, and λ reads as a displacement in action
+units (at most λ·Λ(1)) whatever the reward scale — which is why it is the default.
 
 Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
 
@@ -36,7 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algos.base import Agent, AgentConfig, Batch, register
+from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, best_of_n_flow_actions, linear_path, sample_noise_and_time
 from algos.iql import InSampleCritic
 from algos.seeds import SeedRandom, per_seed, seed_mean
@@ -97,6 +105,7 @@ class FlowQConfig(AgentConfig):
 
     energy_scale: float = 4.0  # λ
     schedule: str = "t"  # h(t): t | t2 | t2_over_1mt
+    guidance_norm: str = "batch"  # batch: ∇Q over its batch-mean norm | none: raw ∇Q (λ is the temperature)
     flow_steps: int = 10  # K, Euler steps at acting time only
     num_samples: int = 1
     expectile: float = 0.7
@@ -126,13 +135,16 @@ class FlowQ(Agent):
     # 75 at 1e-3, below imitation at 3e-4). The critic keeps its LayerNorm: without it h = t reached 98
     # (1 % off-support) on one seed, but the critic's unbounded extrapolation past the better mode sent
     # another seed's actions out of the support entirely (score −100 from step 1000 on).
-    presets = (("D4RL/antmaze/*", {"expectile": 0.9}), ("toy/*", {"energy_scale": 32.0, "lr": 1e-3}))
+    # antmaze: IQL's expectile for its in-sample critic; the FQL code's rewards and discounts
+    presets = (*FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS, ("D4RL/antmaze/*", {"expectile": 0.9}), ("toy/*", {"energy_scale": 32.0, "lr": 1e-3}))
 
     def __init__(self, obs_dim: int, act_dim: int, config: FlowQConfig, device: torch.device | str = "cpu",
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
         schedule_weight(torch.zeros(1), c.schedule)  # a bad schedule name fails here, not mid-run
+        if c.guidance_norm not in ("batch", "none"):
+            raise ValueError(f"guidance_norm must be 'batch' or 'none', got {c.guidance_norm!r}")
         self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
         self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
@@ -147,9 +159,11 @@ class FlowQ(Agent):
 
     def q_direction(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """ĝ ``[S, B, act_dim]``: ∇ₐ of the mean twin Q at ``actions``, divided by each seed's batch-mean
-        gradient norm (no graph kept)."""
+        gradient norm with ``guidance_norm="batch"`` (no graph kept)."""
         actions = actions.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(self.critic.q(obs, actions).mean(1).sum(), actions)
+        if self.config.guidance_norm == "none":
+            return grad
         return grad / per_seed(seed_mean(grad.norm(dim=-1)).clamp(min=1e-6), grad)
 
     def flow_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,8 +184,8 @@ class FlowQ(Agent):
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         value_loss, critic_loss, q = self.critic.losses(batch)
         flow_loss, guidance = self.flow_loss(batch.obs, batch.actions)
+        self.critic.update_target(self.config.tau)  # toward the pre-step critic, as the FQL code
         self.minimize(self.opt, value_loss + critic_loss + flow_loss)
-        self.critic.update_target(self.config.tau)
         return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
                 "flow_loss": flow_loss.detach(), "guidance_norm": guidance.detach(), "q_mean": seed_mean(q).detach()}
 

@@ -9,7 +9,9 @@ Each update takes ONE optimiser step on L = L_Q + L_flow + α·L_distill + L_q, 
 - q:       L_q = −mean_B mean_i Q_φᵢ(s, clip(μ_ω(s, z))), ×sg(1/mean|Q|) if normalize_q_loss
            (the critic learns nothing from this term: it is evaluated with detached parameters).
 Errors are averaged over action dimensions, which is what makes the published α values transfer.
-Acting draws fresh z each call (the official evaluation is stochastic) and clips to [-1, 1].
+Acting draws fresh z each call (the official evaluation is stochastic) and clips to [-1, 1]. After the
+step, the target critic moves toward the critic's parameters from *before* it (Polyak, τ), as the
+official code's ``target_update`` reads the pre-step parameters.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call
 
-from algos.base import Agent, AgentConfig, Batch, register
+from algos.base import FQL_CODE_ANTMAZE_REWARDS, Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
 from algos.networks import MLP, Critic, soft_update
 from algos.seeds import SeedRandom, seed_mean
@@ -56,7 +58,9 @@ ADROIT_ALPHA_PAPER_TABLE6 = {
     "relocate-human": 1000, "relocate-cloned": 3000, "relocate-expert": 3000,
 }
 
+# Source of every line: the FQL README's "Reproducing the main results" command lines.
 FQL_PRESETS: tuple[tuple[str, dict], ...] = (
+    *FQL_CODE_ANTMAZE_REWARDS,  # envs/d4rl_utils.py: r − 1
     # D4RL antmaze (Minari D4RL/antmaze/*): alpha 10, large mazes 3
     ("D4RL/antmaze/*", {"alpha": 10.0}),
     ("D4RL/antmaze/large-*", {"alpha": 3.0}),
@@ -160,8 +164,9 @@ class FQL(Agent):
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         losses = self.losses(batch)
-        self.minimize(self.opt, losses["critic"] + self.policy_objective(losses))
+        # The reference moves the target toward the critic's parameters from before this step.
         soft_update(self.target_critic, self.critic, self.config.tau)
+        self.minimize(self.opt, losses["critic"] + self.policy_objective(losses))
         return {
             "critic_loss": losses["critic"].detach(),
             "flow_loss": losses["flow"].detach(),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algos.base import Agent, AgentConfig, Batch, register
+from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, best_of_n_flow_actions, flow_matching_loss
 from algos.iql import InSampleCritic
 from algos.seeds import SeedRandom, seed_mean
@@ -47,6 +47,8 @@ class IFQL(Agent):
     steps_field = "flow_steps"
     policy_update_parts = ("flow",)
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
+    # the FQL code's conventions (its get_config() defaults above; the README's IFQL example: N = 32)
+    presets = (*FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS)
 
     def __init__(self, obs_dim: int, act_dim: int, config: IFQLConfig, device: torch.device | str = "cpu",
                  num_seeds: int = 1):
@@ -70,8 +72,8 @@ class IFQL(Agent):
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         value_loss, critic_loss, q = self.critic.losses(batch)
         flow_loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.rng)
+        self.critic.update_target(self.config.tau)  # toward the pre-step critic, as the FQL code
         self.minimize(self.opt, value_loss + critic_loss + flow_loss)
-        self.critic.update_target(self.config.tau)
         return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
                 "flow_loss": flow_loss.detach(), "q_mean": seed_mean(q).detach()}
 

@@ -3,39 +3,43 @@
 In-sample value learning, never querying actions outside the dataset:
 - value:  L_V = E[ |τ − 1(u < 0)| u² ],  u = min_i Q_φ̄ᵢ(s, a) − V_ψ(s)   (expectile τ)
 - critic: L_Q = Σ_i E[ (r + γ m V_ψ(s′) − Q_φᵢ(s, a))² ]
-- actor:  L_π = −E[ min(exp(β (min_i Q_φ̄ᵢ(s, a) − V_ψ(s))), 100) · log π(a|s) ]   (AWR)
-Updates run in the paper code's order: value, then actor and critic with the new value; then
-Polyak averaging of the target critic. Tensors carry the leading seed axis (``algos.seeds``):
-batches ``[S, B, ...]``, Q ``[S, 2, B]``, V ``[S, B]``, every loss ``[S]`` (L_Q sums its two heads).
+- actor:  L_π = −E[ min(exp(β (min_i Q(s, a) − V_ψ(s))), 100) · log π(a|s) ]   (AWR)
+Two update orders (``update_order``):
+- ``sequential`` (the paper's code, ikostrikov/implicit_q_learning): value step, then the actor with
+  the new value and the *target* critic, then the critic with the new value; then Polyak averaging
+  of the target critic toward the new critic;
+- ``joint`` (the FQL code's agents/iql.py, whose reruns are the FQL paper's IQL column): all three
+  losses from the parameters before the step, the advantage from the *online* critic, the target
+  moved toward the pre-step critic.
+The value and twin Q are ``InSampleCritic``, the module IFQL, FlowQ and QIPO share.
+Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, Q ``[S, 2, B]``, V
+``[S, B]``, every loss ``[S]`` (L_Q sums its two heads).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from algos.base import Agent, AgentConfig, Batch, register
+from algos.base import (FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, FQL_PAPER_BENCHMARKS, Agent, AgentConfig,
+                        Batch, register)
 from algos.networks import Critic, GaussianActor, soft_update
 from algos.seeds import SeedRandom, seed_mean
 
 
 @dataclass
 class IQLConfig(AgentConfig):
-    """IQL with the paper's D4RL defaults (locomotion: τ = 0.7, β = 3; antmaze preset: τ = 0.9, β = 10).
-
-    The paper uses 2×256 ReLU MLPs without LayerNorm and a cosine decay of the actor learning rate
-    over 1M steps; the FQL paper's IQL reruns use 4×512 GELU MLPs with LayerNorm critics (set
-    ``hidden_dims``, ``activation`` and ``critic_layer_norm`` to match those). The decay horizon is
-    a fixed field, not the run length, so a resumed or extended run follows the same schedule:
-    after t completed updates the actor's learning rate is
-    ``actor_lr · (1 + cos(π · min(t, T) / T)) / 2`` with T = ``actor_lr_decay_steps`` (it stays at
-    zero after T; None keeps ``actor_lr`` constant).
-    """
+    """IQL with the paper's D4RL defaults (locomotion: τ = 0.7, β = 3, rewards scaled by
+    1000 / (max − min episode return); antmaze: τ = 0.9, β = 10, r − 1): 2×256 ReLU MLPs without
+    LayerNorm, a tanh-mean Gaussian actor with a learned log-std, and a cosine decay of the actor's
+    learning rate over the run, ``actor_lr · (1 + cos(π · min(t, T) / T)) / 2`` after t updates, staying
+    at 0 after T (optax's ``cosine_decay_schedule``; torch's ``CosineAnnealingLR`` would rise again).
+    T = ``actor_lr_decay_steps``, or the run's length when 0. The FQL paper's reruns use the FQL
+    code's settings instead (``FQL_CODE_IQL``, applied by the presets of its benchmarks)."""
 
     expectile: float = 0.7
     temperature: float = 3.0  # β, the inverse temperature of the advantage weights
@@ -45,11 +49,26 @@ class IQLConfig(AgentConfig):
     hidden_dims: tuple[int, ...] = (256, 256)
     activation: str = "relu"
     critic_layer_norm: bool = False
+    actor_tanh_mean: bool = True  # tanh on the Gaussian's mean (the FQL code: none)
+    actor_const_std: bool = False  # std fixed at 1 (the FQL code's const_std) instead of a learned log-std
+    actor_final_init_scale: float = 1.0  # variance scale of the actor's mean layer (the FQL code: 0.01)
+    update_order: str = "sequential"  # sequential (paper code) | joint (FQL code)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     value_lr: float = 3e-4
-    actor_lr_decay_steps: int | None = 1_000_000  # cosine decay horizon T; None = constant lr
+    actor_lr_schedule: str = "cosine"  # cosine | constant
+    actor_lr_decay_steps: int = 0  # T of the cosine decay; 0 = the run's length
     batch_size: int = 256
+
+
+# The FQL code's IQL (seohongpark/fql agents/iql.py get_config): 4×512 GELU, LayerNorm critics, expectile
+# 0.9, AWR α = 10, constant-std Gaussian actor without tanh, final layer variance scale 0.01 (utils/
+# networks.py Actor), one Adam at 3e-4 without decay, the joint update.
+FQL_CODE_IQL = {
+    "hidden_dims": (512, 512, 512, 512), "activation": "gelu", "critic_layer_norm": True, "expectile": 0.9,
+    "temperature": 10.0, "actor_tanh_mean": False, "actor_const_std": True, "actor_final_init_scale": 0.01,
+    "update_order": "joint", "actor_lr_schedule": "constant",
+}
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -58,18 +77,10 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     return seed_mean(weight * diff**2)
 
 
-def cosine_decay(lr: float, step: int, horizon: int | None) -> float:
-    """``lr · (1 + cos(π · min(step, T) / T)) / 2`` (``lr`` itself for T = None)."""
-    if not horizon:
-        return lr
-    return lr * (1.0 + math.cos(math.pi * min(step, horizon) / horizon)) / 2.0
-
-
 class InSampleCritic(nn.Module):
-    """IQL's in-sample critic as one module, for the agents that pair it with a generative policy
-    (IFQL, FlowQ, QIPO): twin Q, its Polyak target and an expectile value, trained jointly on
-    L_V + L_Q (the losses above), never querying an action outside the dataset. ``seeds`` is the
-    leading seed axis S of every parameter; ``q``/``target_q`` return ``[S, 2, B]``, ``value`` ``[S, B]``."""
+    """IQL's in-sample critic as one module (IQL, IFQL, FlowQ, QIPO): twin Q, its Polyak target and an
+    expectile value, never querying an action outside the dataset. ``seeds`` is the leading seed axis
+    S of every parameter; ``q``/``target_q`` return ``[S, 2, B]``, ``value`` ``[S, B]``."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims: Sequence[int], layer_norm: bool, activation: str,
                  expectile: float, discount: float, seeds: int = 1):
@@ -79,14 +90,28 @@ class InSampleCritic(nn.Module):
         self.target_q = copy.deepcopy(self.q).requires_grad_(False)
         self.value = Critic(obs_dim, 0, hidden_dims, None, layer_norm, activation, seeds=seeds)
 
-    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(L_V ``[S]``, L_Q ``[S]``, Q(s, a) of both heads ``[S, 2, B]``) on a seeded batch ``[S, B, ...]``."""
+    def value_loss(self, batch: Batch) -> torch.Tensor:
+        """L_V ``[S]``: V toward the τ-expectile of the target critic's min_i Q(s, a)."""
         with torch.no_grad():
             target_q = self.target_q(batch.obs, batch.actions).min(1).values
+        return expectile_loss(target_q - self.value(batch.obs), self.expectile)
+
+    def q_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L_Q ``[S]`` summed over the heads, Q(s, a) ``[S, 2, B]``), with the TD target r + γ m V(s′)."""
+        with torch.no_grad():
             td_target = batch.rewards + self.discount * batch.masks * self.value(batch.next_obs)
-        value_loss = expectile_loss(target_q - self.value(batch.obs), self.expectile)
         q = self.q(batch.obs, batch.actions)
-        return value_loss, ((q - td_target[:, None]) ** 2).mean(-1).sum(-1), q
+        return ((q - td_target[:, None]) ** 2).mean(-1).sum(-1), q
+
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(L_V, L_Q, Q(s, a)) from the same parameters, for one joint optimiser step."""
+        return self.value_loss(batch), *self.q_loss(batch)
+
+    @torch.no_grad()
+    def advantage(self, obs: torch.Tensor, actions: torch.Tensor, target: bool) -> torch.Tensor:
+        """min_i Q(s, a) − V(s) ``[S, B]``, from the target (``target``) or the online critic."""
+        q = (self.target_q if target else self.q)(obs, actions).min(1).values
+        return q - self.value(obs)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [*self.q.parameters(), *self.value.parameters()]
@@ -95,32 +120,45 @@ class InSampleCritic(nn.Module):
         soft_update(self.target_q, self.q, tau)
 
 
+UPDATE_ORDERS = ("sequential", "joint")
+LR_SCHEDULES = ("cosine", "constant")
+
+
 @register
 class IQL(Agent):
     name = "iql"
     config_class = IQLConfig
     policy_update_parts = ("actor",)
-    profiles = {"cpu": {"hidden_dims": (256, 256), "actor_lr_decay_steps": None}}
-    presets = (("D4RL/antmaze/*", {"expectile": 0.9, "temperature": 10.0}),)
+    profiles = {"cpu": {"hidden_dims": (256, 256), "actor_lr_schedule": "constant"}}
+    presets = (
+        # IQL paper, Appendix B (and its code's train_offline.py): locomotion rewards × 1000 / return range
+        ("mujoco/*", {"reward_transform": "iql_locomotion"}),
+        # The FQL paper's benchmarks: IQL as the FQL code runs it (get_config; antmaze τ = 0.9, β = 10, r − 1
+        # as in the IQL paper), with its per-task discounts; README example: humanoidmaze α = 10.
+        *((pattern, FQL_CODE_IQL) for pattern in FQL_PAPER_BENCHMARKS),
+        *FQL_CODE_ANTMAZE_REWARDS,
+        *FQL_CODE_OGBENCH_DISCOUNTS,
+    )
 
     def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig, device: torch.device | str = "cpu",
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        self.critic = Critic(obs_dim, act_dim, c.hidden_dims, 2, c.critic_layer_norm, c.activation,
-                             seeds=s).to(self.device)
-        self.target_critic = Critic(obs_dim, act_dim, c.hidden_dims, 2, c.critic_layer_norm, c.activation,
-                                    seeds=s).to(self.device)
-        self.target_critic.load_state_dict(self.critic.state_dict())
-        self.target_critic.requires_grad_(False)
-        self.value = Critic(obs_dim, 0, c.hidden_dims, None, c.critic_layer_norm, c.activation, seeds=s).to(self.device)
-        self.actor = GaussianActor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s).to(self.device)
-        self.critic_opt = self.adam(self.critic.parameters(), c.critic_lr)
-        self.value_opt = self.adam(self.value.parameters(), c.value_lr)
+        if c.update_order not in UPDATE_ORDERS:
+            raise ValueError(f"update_order must be one of {', '.join(UPDATE_ORDERS)}, got {c.update_order!r}")
+        if c.actor_lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"actor_lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {c.actor_lr_schedule!r}")
+        self.critic = InSampleCritic(obs_dim, act_dim, c.hidden_dims, c.critic_layer_norm, c.activation,
+                                     c.expectile, c.discount, seeds=s).to(self.device)
+        self.actor = GaussianActor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s, tanh_mean=c.actor_tanh_mean,
+                                   const_std=c.actor_const_std,
+                                   final_init_scale=c.actor_final_init_scale).to(self.device)
+        self.critic_opt = self.adam(self.critic.q.parameters(), c.critic_lr)
+        self.value_opt = self.adam(self.critic.value.parameters(), c.value_lr)
         self.actor_opt = self.adam(self.actor.parameters(), c.actor_lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {"critic": self.critic, "target_critic": self.target_critic, "value": self.value, "actor": self.actor}
+        return {"critic": self.critic, "actor": self.actor}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic": self.critic_opt, "value": self.value_opt, "actor": self.actor_opt}
@@ -128,29 +166,38 @@ class IQL(Agent):
     def advance(self) -> None:
         super().advance()
         c = self.config
-        if c.actor_lr_decay_steps:
-            self.set_lr(self.actor_opt, cosine_decay(c.actor_lr, self.step, c.actor_lr_decay_steps))
+        if c.actor_lr_schedule == "cosine":
+            self.set_lr(self.actor_opt, self.cosine_lr(c.actor_lr, c.actor_lr_decay_steps))
+
+    def awr_weights(self, batch: Batch) -> torch.Tensor:
+        """min(exp(β·A(s, a)), max_weight) ``[S, B]``: the advantage from the target critic (sequential)
+        or the online one (joint), and the current value."""
+        advantage = self.critic.advantage(batch.obs, batch.actions, target=self.config.update_order == "sequential")
+        return torch.exp(self.config.temperature * advantage).clamp(max=self.config.max_weight)
+
+    def actor_loss(self, batch: Batch, weights: torch.Tensor) -> torch.Tensor:
+        """AWR ``[S]``: −E[w · log π(a|s)]."""
+        return -seed_mean(weights * self.actor(batch.obs).log_prob(batch.actions).sum(-1))
+
+    def policy_train_step(self, batch: Batch) -> torch.Tensor:
+        return self.minimize(self.actor_opt, self.actor_loss(batch, self.awr_weights(batch)))
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        c = self.config
-        with torch.no_grad():
-            target_q = self.target_critic(batch.obs, batch.actions).min(1).values  # [S, B]
-
-        value_loss = self.minimize(self.value_opt, expectile_loss(target_q - self.value(batch.obs), c.expectile))
-
-        with torch.no_grad():
-            v = self.value(batch.obs)
-            next_v = self.value(batch.next_obs)
-            weights = torch.exp(c.temperature * (target_q - v)).clamp(max=c.max_weight)
-            td_target = batch.rewards + c.discount * batch.masks * next_v
-
-        log_prob = self.actor(batch.obs).log_prob(batch.actions).sum(-1)
-        actor_loss = self.minimize(self.actor_opt, -seed_mean(weights * log_prob))
-
-        q = self.critic(batch.obs, batch.actions)  # [S, 2, B]
-        critic_loss = self.minimize(self.critic_opt, ((q - td_target[:, None]) ** 2).mean(-1).sum(-1))
-        soft_update(self.target_critic, self.critic, c.tau)
-
+        if self.config.update_order == "joint":
+            value_loss, critic_loss, q = self.critic.losses(batch)
+            weights = self.awr_weights(batch)
+            actor_loss = self.actor_loss(batch, weights)
+            self.critic.update_target(self.config.tau)  # toward the pre-step critic
+            value_loss = self.minimize(self.value_opt, value_loss)
+            actor_loss = self.minimize(self.actor_opt, actor_loss)
+            critic_loss = self.minimize(self.critic_opt, critic_loss)
+        else:
+            value_loss = self.minimize(self.value_opt, self.critic.value_loss(batch))
+            weights = self.awr_weights(batch)  # with the new value
+            actor_loss = self.minimize(self.actor_opt, self.actor_loss(batch, weights))
+            critic_loss, q = self.critic.q_loss(batch)
+            critic_loss = self.minimize(self.critic_opt, critic_loss)
+            self.critic.update_target(self.config.tau)
         return {
             "value_loss": value_loss,
             "critic_loss": critic_loss,
@@ -160,5 +207,5 @@ class IQL(Agent):
         }
 
     def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
-        # IQL evaluates the mean action.
+        # IQL evaluates the mean action (the FQL code too: eval temperature 0).
         return self.actor(obs).mean.clamp(-1.0, 1.0)

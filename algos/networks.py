@@ -25,17 +25,19 @@ if TYPE_CHECKING:
 class EnsembleLinear(nn.Module):
     """``y = x W + b`` for ``S`` seeds (× ``E`` ensemble members) at once.
 
-    Input ``[S, N, in]`` (broadcast over the members) or ``[S, E, N, in]``; weights Xavier-uniform per
-    member, biases zero.
+    Input ``[S, N, in]`` (broadcast over the members) or ``[S, E, N, in]``; biases zero, weights
+    uniform with variance ``init_scale · 2 / (in + out)`` per member (flax's ``variance_scaling(init_scale,
+    'fan_avg', 'uniform')``; 1 is Xavier-uniform).
     """
 
-    def __init__(self, in_features: int, out_features: int, ensemble_size: int | None = None, seeds: int = 1):
+    def __init__(self, in_features: int, out_features: int, ensemble_size: int | None = None, seeds: int = 1,
+                 init_scale: float = 1.0):
         super().__init__()
         self.in_features, self.out_features, self.ensemble_size = in_features, out_features, ensemble_size
         lead = (seeds,) if ensemble_size is None else (seeds, ensemble_size)
         self.weight = nn.Parameter(torch.empty(*lead, in_features, out_features))
         self.bias = nn.Parameter(torch.zeros(*lead, 1, out_features))
-        bound = math.sqrt(6.0 / (in_features + out_features))
+        bound = math.sqrt(6.0 * init_scale / (in_features + out_features))
         nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,10 +56,15 @@ class EnsembleLinear(nn.Module):
         return torch.matmul(x.unsqueeze(1) if shared else x, self.weight) + self.bias
 
 
+# flax's defaults, which the JAX reference code (FQL, and the IQL/ReBRAC/IFQL it reruns) uses: LayerNorm
+# ε = 1e-6 (torch's default is 1e-5) and GELU in its tanh approximation (``nn.gelu(approximate=True)``).
+LAYER_NORM_EPS = 1e-6
+
+
 class EnsembleLayerNorm(nn.Module):
     """LayerNorm over the feature axis with independent affine parameters per seed (and member)."""
 
-    def __init__(self, features: int, ensemble_size: int | None = None, seeds: int = 1, eps: float = 1e-5):
+    def __init__(self, features: int, ensemble_size: int | None = None, seeds: int = 1, eps: float = LAYER_NORM_EPS):
         super().__init__()
         lead = (seeds, 1) if ensemble_size is None else (seeds, ensemble_size, 1)
         self.weight = nn.Parameter(torch.ones(*lead, features))
@@ -68,11 +75,20 @@ class EnsembleLayerNorm(nn.Module):
         return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
 
 
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "mish": nn.Mish, "tanh": nn.Tanh}
+ACTIVATIONS = {
+    "gelu": lambda: nn.GELU(approximate="tanh"),  # flax's nn.gelu default, as in the JAX reference code
+    "gelu_exact": nn.GELU,  # the erf form (torch's default)
+    "relu": nn.ReLU,
+    "mish": nn.Mish,
+    "tanh": nn.Tanh,
+}
 
 
 class MLP(nn.Module):
-    """Hidden layers of ``Linear → (LayerNorm) → activation``, then a linear output layer.
+    """Hidden layers of ``Linear → activation → (LayerNorm)``, then a linear output layer.
+
+    The order is the reference code's (FQL's ``MLP``: Dense → activation → LayerNorm; CORL's ReBRAC the
+    same); ``final_init_scale`` scales the output layer's initialisation variance (see ``EnsembleLinear``).
 
     Inputs ``[S, *lead, in]`` (several are concatenated on the last axis); output ``[S, *lead, out]``,
     or ``[S, E, *lead, out]`` with ``ensemble_size=E``.
@@ -87,17 +103,20 @@ class MLP(nn.Module):
         layer_norm: bool = False,
         ensemble_size: int | None = None,
         seeds: int = 1,
+        final_init_scale: float = 1.0,
     ):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
         self.ensemble_size = ensemble_size
         layers: list[nn.Module] = []
         dims = [in_dim, *hidden_dims]
         for d_in, d_out in zip(dims[:-1], dims[1:]):
             layers.append(EnsembleLinear(d_in, d_out, ensemble_size, seeds))
+            layers.append(ACTIVATIONS[activation]())
             if layer_norm:
                 layers.append(EnsembleLayerNorm(d_out, ensemble_size, seeds))
-            layers.append(ACTIVATIONS[activation]())
-        layers.append(EnsembleLinear(dims[-1], out_dim, ensemble_size, seeds))
+        layers.append(EnsembleLinear(dims[-1], out_dim, ensemble_size, seeds, init_scale=final_init_scale))
         self.net = nn.Sequential(*layers)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -124,17 +143,28 @@ class Critic(nn.Module):
 
 
 class GaussianActor(nn.Module):
-    """Gaussian policy with a tanh-bounded mean and a state-independent log-std (IQL's actor)."""
+    """Diagonal Gaussian policy with a state-independent std.
+
+    ``tanh_mean``: the mean is squashed by tanh (IQL's paper code) or left linear (the FQL code's
+    ``Actor``); ``const_std``: the std is fixed at 1 (the FQL code's ``const_std=True``) instead of a
+    learned log-std clipped to [log_std_min, log_std_max]; ``final_init_scale``: the mean layer's
+    initialisation variance scale (the FQL code's ``Actor`` uses 0.01).
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims: Sequence[int], activation: str = "gelu",
-                 log_std_min: float = -5.0, log_std_max: float = 2.0, layer_norm: bool = False, seeds: int = 1):
+                 log_std_min: float = -5.0, log_std_max: float = 2.0, layer_norm: bool = False, seeds: int = 1,
+                 tanh_mean: bool = True, const_std: bool = False, final_init_scale: float = 1.0):
         super().__init__()
-        self.mean_net = MLP(obs_dim, hidden_dims, act_dim, activation, layer_norm, seeds=seeds)
-        self.log_std = nn.Parameter(torch.zeros(seeds, 1, act_dim))
+        self.mean_net = MLP(obs_dim, hidden_dims, act_dim, activation, layer_norm, seeds=seeds,
+                            final_init_scale=final_init_scale)
+        self.log_std = nn.Parameter(torch.zeros(seeds, 1, act_dim), requires_grad=not const_std)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.tanh_mean = tanh_mean
 
     def forward(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        mean = torch.tanh(self.mean_net(obs))
+        mean = self.mean_net(obs)
+        if self.tanh_mean:
+            mean = torch.tanh(mean)
         std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
         return torch.distributions.Normal(mean, std.expand_as(mean), validate_args=False)
 

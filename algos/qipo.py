@@ -26,7 +26,7 @@ from typing import Hashable
 
 import torch
 
-from algos.base import Agent, AgentConfig, Batch, register
+from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
 from algos.diffusion import NoisePredictor, VPSchedule, ddpm_sample, denoising_loss
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
 from algos.iql import InSampleCritic
@@ -38,7 +38,11 @@ class QIPOConfig(AgentConfig):
     """QIPO. Choices (the paper's code was not available):
     - critic: IQL's in-sample expectile critic (τ = 0.7, twin Q, min over target heads for the
       weights), so the critic never needs policy samples and is the same one FlowQ uses;
-    - M = 16 support samples per state (QGPO's support-set size), β = 3 on raw Q values;
+    - M = 16 support samples per state (QGPO's support-set size), β = 3 on raw Q values
+      (``q_normalization="none"``). softmax(β·Q) on raw Q turns one-hot wherever Q differs across a
+      support set by much more than 1/β, which tasks with large returns do; ``"support"`` standardises
+      Q over each state's support set first, (Q − mean_j Q)/(std_j Q + 1e-6), so β counts standard
+      deviations of the candidates' values and the weights do not depend on the reward scale;
     - K₁ = K₂ = 100k warm-up steps and K_renew = 100k for a 1M-step run (the ``cpu`` profile
       shortens them to 1000 for short CPU runs);
     - the snapshot samples with the same K steps as acting;
@@ -48,6 +52,7 @@ class QIPOConfig(AgentConfig):
 
     path: str = "ot"
     temperature: float = 3.0  # β in w ∝ exp(β Q)
+    q_normalization: str = "none"  # none: raw Q | support: Q standardised over each state's support set
     num_support: int = 16  # M policy samples per state, next to the dataset action
     bc_warmup_steps: int = 100_000  # K₁
     critic_warmup_steps: int = 100_000  # K₂
@@ -89,7 +94,8 @@ class QIPO(Agent):
     policy_update_parts = ("policy",)
     steps_field = "flow_steps"
     profiles = {"cpu": CPU_PROFILE}
-    presets = (("D4RL/antmaze/*", {"expectile": 0.9}), ("toy/*", {"lr": 1e-3}))
+    # antmaze: IQL's expectile for its in-sample critic; the FQL code's rewards and discounts
+    presets = (*FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS, ("D4RL/antmaze/*", {"expectile": 0.9}), ("toy/*", {"lr": 1e-3}))
 
     def __init__(self, obs_dim: int, act_dim: int, config: QIPOConfig, device: torch.device | str = "cpu",
                  num_seeds: int = 1):
@@ -97,6 +103,8 @@ class QIPO(Agent):
         c, s = config, num_seeds
         if c.path not in ("ot", "vp"):
             raise ValueError(f"path must be 'ot' or 'vp', got {c.path!r}")
+        if c.q_normalization not in ("none", "support"):
+            raise ValueError(f"q_normalization must be 'none' or 'support', got {c.q_normalization!r}")
         if c.renew_every < 1 or c.num_support < 1:
             raise ValueError("renew_every and num_support must be at least 1")
         self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
@@ -175,10 +183,14 @@ class QIPO(Agent):
 
     @torch.no_grad()
     def support_weights(self, obs: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
-        """``[S, B, M + 1]``: softmax over each state's candidates of β·min_i Q_φ̄ᵢ(s, a_j)."""
+        """``[S, B, M + 1]``: softmax over each state's candidates of β·min_i Q_φ̄ᵢ(s, a_j) (Q standardised
+        over the candidates with ``q_normalization="support"``)."""
         s, b, n, _ = support.shape
         q = self.critic.target_q(obs.repeat_interleave(n, dim=1), support.reshape(s, b * n, -1)).min(1).values
-        return torch.softmax(self.config.temperature * q.reshape(s, b, n), dim=-1)
+        q = q.reshape(s, b, n)
+        if self.config.q_normalization == "support":
+            q = (q - q.mean(-1, keepdim=True)) / (q.std(-1, keepdim=True) + 1e-6)
+        return torch.softmax(self.config.temperature * q, dim=-1)
 
     def improvement_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The energy-weighted loss ``[S]`` over each state's support set, and the weights ``[S, B, M + 1]``."""
@@ -209,8 +221,8 @@ class QIPO(Agent):
 
         if phase != "bc":
             value_loss, critic_loss, q = self.critic.losses(batch)
+            self.critic.update_target(c.tau)  # toward the pre-step critic, as the FQL code
             self.minimize(self.critic_opt, value_loss + critic_loss)
-            self.critic.update_target(c.tau)
             metrics.update(value_loss=value_loss.detach(), critic_loss=critic_loss.detach(),
                            q_mean=seed_mean(q).detach())
 

@@ -3,7 +3,8 @@ the Statistical Precipice"): IQM, mean, median and optimality gap with stratifie
 confidence intervals, performance profiles, and the probability of improvement.
 
 The inputs are the score table's final scores (``harness.report.final_scores``: same ``--metric`` and
-``--final`` rules, finished runs only). Conventions:
+``--final`` rules, finished runs only; by default the suite's protocol, ``harness.report.resolve_protocol``).
+Conventions:
 - Scale: the table's, normalised score 0–100 or success rate in %. The optimality gap uses the
   threshold 100 on that scale (rliable's γ = 1 for scores in [0, 1]): the mean shortfall below 100.
   Raw returns are refused: they share no scale across tasks.
@@ -73,6 +74,7 @@ class Aggregates:
     improvement: dict[str, float] = field(default_factory=dict)  # X -> P(X > baseline)
     improvement_intervals: dict[str, np.ndarray | None] = field(default_factory=dict)  # X -> (lower, upper)
     notes: list[str] = field(default_factory=list)
+    origin: str = ""  # where metric and final rule came from (harness.report.ReportProtocol.origin)
 
     @property
     def algorithms(self) -> list[str]:
@@ -118,7 +120,7 @@ def score_matrices(final: pd.DataFrame) -> tuple[list[str], dict[str, np.ndarray
 
 
 def aggregate(final: pd.DataFrame, metric: str = "normalized_score", last_k: int = 1, reps: int = 2000, seed: int = 0,
-              baseline: str | None = None) -> Aggregates:
+              baseline: str | None = None, origin: str = "") -> Aggregates:
     """rliable's aggregates of ``final`` (``harness.report.final_scores`` output); see the module docstring."""
     from rliable import library, metrics
 
@@ -148,7 +150,8 @@ def aggregate(final: pd.DataFrame, metric: str = "normalized_score", last_k: int
             bands = library.create_performance_profile(several, taus, custom_profile_func=score_distribution,
                                                        reps=reps)[1]
     result = Aggregates(metric, last_k, reps, seed, tasks, scores, seeds, estimates, intervals, taus,
-                        {algo: score_distribution(m, taus) for algo, m in scores.items()}, bands, baseline, notes=notes)
+                        {algo: score_distribution(m, taus) for algo, m in scores.items()}, bands, baseline, notes=notes,
+                        origin=origin)
     if len(scores) > 1:
         result.baseline = baseline = baseline or max(scores, key=lambda a: estimates[a][0])
         others = [x for x in scores if x != baseline]
@@ -203,7 +206,8 @@ def render_aggregates_markdown(result: Aggregates) -> str:
              *(_with_interval(result.estimates[algo][i], None if result.intervals[algo] is None
                               else result.intervals[algo][:, i], 1) for i in range(len(STATISTICS)))]
             for algo in order]
-    lines = [f"{METRIC_TEXT[result.metric]} {final_text(result.last_k)}, aggregated over {len(result.tasks)} "
+    origin = f" ({result.origin})" if result.origin else ""
+    lines = [f"{METRIC_TEXT[result.metric]} {final_text(result.last_k)}{origin}, aggregated over {len(result.tasks)} "
              f"tasks with rliable: point estimate [95% stratified bootstrap CI, percentile, {result.reps} resamples, "
              f"seed {result.seed}]. Optimality gap: mean shortfall below {GAP_THRESHOLD:g}. Finished runs only.", "",
              tabulate(rows, headers=["algorithm", "runs × tasks", *STATISTICS], tablefmt="pipe", disable_numparse=True)]

@@ -128,12 +128,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.report import load_results, parse_final, render, score_table
+    from harness.report import load_results, render, resolve_protocol, score_table
     from harness.run import atomic_write_text
 
-    last_k = parse_final(args.final)
-    _, final = load_results(Path(args.dir), args.metric, last_k)
-    text = render(score_table(final, args.metric, args.stat, last_k, args.published), args.format)
+    protocol = resolve_protocol(Path(args.dir), args.metric, args.final)  # the suite's, unless flags say otherwise
+    _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k)
+    table = score_table(final, protocol.metric, args.stat, protocol.last_k, args.published, protocol.origin)
+    text = render(table, args.format)
     print(text, end="")
     if args.out:
         atomic_write_text(Path(args.out), text)
@@ -144,11 +145,11 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.aggregate import aggregate, render_aggregates_markdown, write_aggregates
-    from harness.report import load_results, parse_final
+    from harness.report import load_results, resolve_protocol
 
-    last_k = parse_final(args.final)
-    _, final = load_results(Path(args.dir), args.metric, last_k)
-    result = aggregate(final, args.metric, last_k, args.reps, args.seed, args.baseline)
+    protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
+    _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k)
+    result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline, protocol.origin)
     print(render_aggregates_markdown(result), end="")
     paths = write_aggregates(result, Path(args.out) if args.out else Path(args.dir) / "report")
     print(f"\nwrote {', '.join(map(str, paths))}")
@@ -160,16 +161,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     from harness.aggregate import NoCommonTasks, aggregate
     from harness.plots import plot_results
-    from harness.report import load_results, parse_final
+    from harness.report import load_results, resolve_protocol
 
-    last_k = parse_final(args.final)
-    evals, final = load_results(Path(args.dir), args.metric, last_k)
+    protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
+    evals, final = load_results(Path(args.dir), protocol.metric, protocol.last_k)
     try:
-        result = aggregate(final, args.metric, last_k, args.reps, args.seed, args.baseline)
+        result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline,
+                           protocol.origin)
     except NoCommonTasks as e:  # an early sweep: its learning curves are still worth drawing
         print(f"aggregate plots skipped: {e}")
         result = None
-    paths = plot_results(evals, result, Path(args.out) if args.out else Path(args.dir) / "report", args.metric)
+    paths = plot_results(evals, result, Path(args.out) if args.out else Path(args.dir) / "report", protocol.metric)
     print(f"wrote {', '.join(map(str, paths))}")
     return 0
 
@@ -255,9 +257,17 @@ def add_tf32_option(parser: argparse.ArgumentParser) -> None:
                         help="on CUDA, full float32 matmuls (default: TF32, as the JAX reference code runs them)")
 
 
-def add_final_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--final", default="last", metavar="last|avg-last-K",
-                        help="a run's final score: its last evaluation, or the mean of its last K (finished runs only)")
+# --metric and --final default to None so that a value given on the command line can be told apart from
+# none: unless given, the suite's reporting protocol (suite.json at its results root) applies.
+PROTOCOL_DEFAULT = "default: the suite's protocol (its YAML's {key}), else {fallback}"
+
+
+def add_protocol_options(parser: argparse.ArgumentParser, metrics: Sequence[str]) -> None:
+    parser.add_argument("--metric", default=None, choices=list(metrics),
+                        help=PROTOCOL_DEFAULT.format(key="metric", fallback="normalized_score"))
+    parser.add_argument("--final", default=None, metavar="last|avg-last-K",
+                        help="a run's final score: its last evaluation, or the mean of its last K (finished runs "
+                             "only); " + PROTOCOL_DEFAULT.format(key="final", fallback="last"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,8 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="table of final scores (datasets by domain × algorithms) from run directories")
     p.add_argument("dir", help="a directory holding run directories")
-    p.add_argument("--metric", default="normalized_score", choices=["normalized_score", "success_rate", "return_mean"])
-    add_final_option(p)
+    add_protocol_options(p, ["normalized_score", "success_rate", "return_mean"])
     p.add_argument("--stat", default="std", choices=["std", "ci95"],
                    help="spread over seeds: sample std, or 95%% Student-t CI half-width of the mean")
     p.add_argument("--format", default="md", choices=["md", "latex", "csv"])
@@ -359,8 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "PNG and PDF")):
         p = sub.add_parser(name, help=f"{what}, under DIR/report")
         p.add_argument("dir", help="a directory holding run directories")
-        p.add_argument("--metric", default="normalized_score", choices=["normalized_score", "success_rate"])
-        add_final_option(p)
+        add_protocol_options(p, ["normalized_score", "success_rate"])
         p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
         p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
         p.add_argument("--baseline", help="probability of improvement of every other algorithm over this one "

@@ -6,7 +6,9 @@
 - Box actions with other bounds are rescaled to [-1, 1] for training and back for the environment.
 - Dict observations are flattened through the dataset's observation space, key by key in the
   space's order (never in the order an env happens to return them).
-- Domain reward processing (D4RL antmaze: r − 1) and optional observation normalisation.
+- Rewards as the dataset has them; each algorithm's config names the transform its published numbers
+  used (``REWARD_TRANSFORMS``, applied by ``TransitionBuffer``); optional observation normalisation.
+- Actions clipped to ±(1 − 1e-5), as the FQL code does.
 - Reference scores come from the dataset's metadata, else from the D4RL table, and say which.
 """
 
@@ -70,10 +72,53 @@ def dataset_domain(dataset_id: str) -> str:
     return parts[0]
 
 
-REWARD_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    # IQL/FQL convention for D4RL antmaze: 0/1 rewards become −1/0.
-    "antmaze": lambda r: r - 1.0,
+def episode_returns(rewards: np.ndarray, episode_ends: np.ndarray) -> np.ndarray:
+    """The return of each episode (``episode_ends`` marks the last transition of each)."""
+    starts = np.concatenate([[0], np.flatnonzero(episode_ends)[:-1] + 1])
+    return np.add.reduceat(rewards.astype(np.float64), starts)
+
+
+def iql_locomotion_rewards(rewards: np.ndarray, episode_ends: np.ndarray) -> np.ndarray:
+    """IQL's locomotion scaling: r · 1000 / (max − min episode return of the dataset)."""
+    returns = episode_returns(rewards, episode_ends)
+    spread = returns.max() - returns.min()
+    if spread <= 0:
+        raise ValueError("iql_locomotion reward scaling needs episodes with different returns")
+    return rewards * (1000.0 / spread)
+
+
+# How an algorithm's published numbers turned the dataset's rewards into training rewards; an agent's
+# config names one (``reward_transform``), set per benchmark by its presets. Each takes the rewards and
+# the episode ends of the whole dataset.
+REWARD_TRANSFORMS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "none": lambda r, ends: r,
+    # IQL / FQL code, D4RL antmaze: 0/1 rewards become −1/0
+    "minus_one": lambda r, ends: r - 1.0,
+    # IQL paper (and Diffusion-QL's 'iql_locomotion'): rewards × 1000 / (max − min episode return)
+    "iql_locomotion": iql_locomotion_rewards,
+    # Diffusion-QL code, antmaze ('cql_antmaze'): (r − 0.5) · 4
+    "cql_antmaze": lambda r, ends: (r - 0.5) * 4.0,
+    # Diffusion-QL code, adroit pen ('normalize'): standardised over the dataset
+    "standardize": lambda r, ends: (r - r.mean()) / r.std(),
+    # CORL's ReBRAC, antmaze: rewards × 100 (with its γ = 0.999 and critic lr 5e-5)
+    "times_100": lambda r, ends: r * 100.0,
 }
+
+
+def check_reward_transform(name: str) -> None:
+    if name not in REWARD_TRANSFORMS:
+        raise ValueError(f"unknown reward_transform {name!r}; valid: {', '.join(REWARD_TRANSFORMS)}")
+
+
+def training_rewards(data: "OfflineData", transform: str) -> np.ndarray:
+    """The rewards an algorithm trains on: the dataset's, through its config's ``reward_transform``."""
+    check_reward_transform(transform)
+    return REWARD_TRANSFORMS[transform](data.rewards, data.episode_ends).astype(np.float32)
+
+
+# The FQL code clips dataset actions to ±(1 − 1e-5) (envs/env_utils.py, action_clip_eps), which keeps
+# log-probabilities of tanh-squashed policies finite at the box's edge; every algorithm trains on these.
+ACTION_CLIP_EPS = 1e-5
 
 
 @dataclass
@@ -92,7 +137,9 @@ class ActionScaler:
         return cls(space.low.astype(np.float64).ravel(), space.high.astype(np.float64).ravel())
 
     def to_unit(self, actions: np.ndarray) -> np.ndarray:
-        return np.clip(2.0 * (actions - self.low) / (self.high - self.low) - 1.0, -1.0, 1.0)
+        """Dataset actions → [−1 + ε, 1 − ε] (ε = ``ACTION_CLIP_EPS``)."""
+        bound = 1.0 - ACTION_CLIP_EPS
+        return np.clip(2.0 * (actions - self.low) / (self.high - self.low) - 1.0, -bound, bound)
 
     def from_unit(self, actions: np.ndarray) -> np.ndarray:
         return self.low + (np.clip(actions, -1.0, 1.0) + 1.0) * 0.5 * (self.high - self.low)
@@ -267,16 +314,12 @@ def _load_minari(dataset_id: str, download: bool, build_missing: bool) -> Offlin
         ends.append(end)
     if not obs:
         raise DatasetUnavailable(f"dataset {dataset_id!r} has no episodes")
-    domain = dataset_domain(dataset_id)
-    reward = np.concatenate(rewards)
-    if domain in REWARD_TRANSFORMS:
-        reward = REWARD_TRANSFORMS[domain](reward).astype(np.float32)
     return OfflineData(
         dataset_id=dataset_id,
-        domain=domain,
+        domain=dataset_domain(dataset_id),
         observations=np.concatenate(obs).astype(np.float32),
         actions=scaler.to_unit(np.concatenate(actions)).astype(np.float32),
-        rewards=reward,
+        rewards=np.concatenate(rewards),
         next_observations=np.concatenate(next_obs).astype(np.float32),
         masks=1.0 - np.concatenate(terms).astype(np.float32),
         episode_ends=np.concatenate(ends),
@@ -338,19 +381,21 @@ def ogbench_to_offline(dataset_id: str, train: dict[str, np.ndarray], env: gym.E
 
 class TransitionBuffer:
     """The dataset's transitions as tensors on the training device; uniform minibatches drawn there.
+    Rewards pass through ``reward_transform`` (the training algorithm's convention).
 
     ``sample`` draws one minibatch per seed from that seed's generator (``SeedRandom``; device
     generators, so nothing crosses to the host and the draw can be part of a CUDA graph) and
     returns them stacked on a leading seed axis: ``[S, B, ...]``.
     """
 
-    def __init__(self, data: OfflineData, device: torch.device | str = "cpu", dtype: torch.dtype | None = None):
+    def __init__(self, data: OfflineData, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+                 reward_transform: str = "none"):
         self.device = torch.device(device)
         dtype = dtype or torch.get_default_dtype()
         as_tensor = lambda x: torch.as_tensor(x, dtype=dtype, device=self.device)  # noqa: E731
         self.obs = as_tensor(data.observations)
         self.actions = as_tensor(data.actions)
-        self.rewards = as_tensor(data.rewards)
+        self.rewards = as_tensor(training_rewards(data, reward_transform))
         self.next_obs = as_tensor(data.next_observations)
         self.masks = as_tensor(data.masks)
         following = np.minimum(np.arange(len(data)) + 1, len(data) - 1)

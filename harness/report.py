@@ -8,6 +8,11 @@
   ``render_markdown`` / ``render_latex`` / ``render_csv``.
 
 What counts, and how what does not is shown (nothing is averaged silently):
+- Which metric and which evaluations count is the *reporting protocol* (``ReportProtocol``): a suite
+  declares it (``metric``, ``final`` in its YAML), ``flowbench sweep`` records it in ``suite.json`` at
+  the suite's results root, and ``report``/``aggregate``/``plot`` read it from there
+  (``resolve_protocol``; ``--metric``/``--final`` override it; runs of no suite get the defaults,
+  normalised score at the last evaluation). The caption says which protocol was used and whence.
 - A run's final score is its last evaluation (``last``), or the mean of its last K evaluations
   (``avg-last-K``, FQL's OGBench convention). Only *finished* runs (``summary.json`` written) have
   one: the last evaluation of an unfinished run is not a final score. Unfinished runs, and finished
@@ -33,14 +38,19 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from harness.published import SOURCES, published_score
-from harness.run import JOB_FILE
 
 METRICS = ("normalized_score", "success_rate", "return_mean")
+# What a suite may declare as its metric: scores on one scale across tasks (raw returns are not).
+PROTOCOL_METRICS = ("normalized_score", "success_rate")
+FINAL_CHOICES = "last, avg-last-K with K >= 1 (e.g. avg-last-3)"
+# Written by `flowbench sweep` at a suite's results root: the suite's reporting protocol.
+PROTOCOL_FILE = "suite.json"
 STATS = ("std", "ci95")
 FORMATS = ("md", "latex", "csv")
 RUN_COLUMNS = ["algo", "dataset", "domain", "seed"]
@@ -58,7 +68,9 @@ def find_runs(root: Path) -> list[Path]:
 def runs_table(root: Path) -> pd.DataFrame:
     """One row per run below ``root``: algorithm label, dataset, domain, seed, config hash, finished, path.
 
-    The label is the suite's name for the algorithm entry (``job.json``), else the algorithm.
+    The label is what the run itself recorded (``config.json``'s ``run.label``: the suite's name for the
+    algorithm entry), else the algorithm. The scheduler's ``job.json`` is not read: it exists only for
+    runs a sweep submitted, and is rewritten at every submission.
     """
     root = Path(root)
     if not root.is_dir():
@@ -67,8 +79,8 @@ def runs_table(root: Path) -> pd.DataFrame:
     for run in find_runs(root):
         config = json.loads((run / "config.json").read_text())
         identity = config["identity"]
-        job = json.loads((run / JOB_FILE).read_text()) if (run / JOB_FILE).exists() else {}
-        rows.append({"algo": job.get("label") or identity["algo"], "dataset": identity["dataset"],
+        label = config.get("run", {}).get("label")  # absent in runs written before labels were recorded
+        rows.append({"algo": label or identity["algo"], "dataset": identity["dataset"],
                      "domain": config.get("domain", ""), "seed": identity["seed"],
                      "config_hash": config["config_hash"], "finished": (run / "summary.json").exists(),
                      "run": str(run.relative_to(root))})
@@ -119,6 +131,71 @@ def parse_final(rule: str) -> int:
     if k < 1:
         raise ValueError(f"--final avg-last-K needs K >= 1, got {k}")
     return k
+
+
+@dataclass(frozen=True)
+class ReportProtocol:
+    """How a table is read: the metric, and which evaluations make a run's final score (``parse_final``'s
+    rules); ``origin`` says where it came from, for the caption."""
+
+    metric: str = "normalized_score"
+    final: str = "last"
+    origin: str = "default protocol"
+
+    @property
+    def last_k(self) -> int:
+        return parse_final(self.final)
+
+
+def check_protocol(values: dict[str, Any], where: str, origin: str) -> ReportProtocol:
+    """The protocol in ``values`` (a suite's YAML, or a ``suite.json``), defaults for absent keys; a bad
+    value raises ``ValueError`` naming ``where``, the key and the allowed values."""
+    default = ReportProtocol()
+    metric = values.get("metric", default.metric)
+    if metric not in PROTOCOL_METRICS:
+        raise ValueError(f"{where}: metric {metric!r} is not allowed; allowed values: {', '.join(PROTOCOL_METRICS)}")
+    final = values.get("final", default.final)
+    try:
+        parse_final(final if isinstance(final, str) else repr(final))
+    except ValueError:
+        raise ValueError(f"{where}: final {final!r} is not allowed; allowed values: {FINAL_CHOICES}") from None
+    return ReportProtocol(metric, final, origin)
+
+
+def recorded_protocols(root: Path) -> list[ReportProtocol]:
+    """The protocols sweeps recorded for the runs under ``root``: the nearest ``suite.json`` at ``root`` or
+    above it (``root`` is a suite's results root, or a directory inside one), else every one below it
+    (``root`` holds suites' results roots); none for runs of no suite."""
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"no directory {root}")
+    nearest = next((d / PROTOCOL_FILE for d in (root, *root.parents) if (d / PROTOCOL_FILE).is_file()), None)
+    files = [nearest] if nearest else sorted(p for p in root.rglob(PROTOCOL_FILE) if ".submitit" not in p.parts)
+    protocols = []
+    for path in files:
+        recorded = json.loads(path.read_text())
+        if not isinstance(recorded, dict):
+            raise ValueError(f"{path}: a suite's protocol file is a JSON object, got {type(recorded).__name__}")
+        suite = recorded.get("suite", path.parent.name)
+        protocols.append(check_protocol(recorded, str(path), f"protocol of suite {suite}"))
+    return protocols
+
+
+def resolve_protocol(root: Path, metric: str | None = None, final: str | None = None) -> ReportProtocol:
+    """The protocol for the runs under ``root``: ``metric`` and ``final`` where given (the command line's
+    ``--metric``/``--final``), else the recorded suite protocol's, else the defaults. Suites under ``root``
+    that disagree are an error unless both are given: their runs cannot share one table's reading."""
+    given = [f"--{name}" for name, value in (("metric", metric), ("final", final)) if value is not None]
+    if len(given) == 2:
+        return ReportProtocol(metric, final, "--metric and --final from the command line")
+    recorded = recorded_protocols(root)
+    if len({(p.metric, p.final) for p in recorded}) > 1:
+        raise ValueError(f"the runs under {root} come from suites with different protocols "
+                         f"({'; '.join(f'{p.origin}: {p.metric}, {p.final}' for p in recorded)}); "
+                         f"report one suite at a time, or give both --metric and --final")
+    base = recorded[0] if recorded else ReportProtocol()
+    origin = base.origin + (f"; {' and '.join(given)} from the command line" if given else "")
+    return ReportProtocol(metric or base.metric, final or base.final, origin)
 
 
 def final_text(last_k: int) -> str:
@@ -177,6 +254,7 @@ class ScoreTable:
     stat: str
     last_k: int
     published: dict[str, dict[str, tuple[float, bool]]]  # algo -> row key -> (score, average over tasks)
+    origin: str = ""  # where metric and final rule came from (ReportProtocol.origin), stated in the caption
 
     def rows(self) -> list[tuple[str, str, bool]]:
         """(domain, dataset, is the domain average) in table order."""
@@ -192,7 +270,7 @@ LEFT_OUT = {"unfinished": UNFINISHED, "no_value": NO_VALUE, "too_few": TOO_FEW}
 
 
 def score_table(final: pd.DataFrame, metric: str = "normalized_score", stat: str = "std", last_k: int = 1,
-                published: bool = False) -> ScoreTable:
+                published: bool = False, origin: str = "") -> ScoreTable:
     """Datasets × algorithms from ``final_scores``' output (see the module docstring for the rules)."""
     spread(np.zeros(0), stat)  # validates stat before anything else
     algorithms = sorted(final["algo"].unique())
@@ -221,7 +299,7 @@ def score_table(final: pd.DataFrame, metric: str = "normalized_score", stat: str
                      if (s := published_score(algo, d)) is not None}
             if found:
                 refs[algo] = found
-    return ScoreTable(cells, algorithms, metric, stat, last_k, refs)
+    return ScoreTable(cells, algorithms, metric, stat, last_k, refs, origin)
 
 
 def domain_average(final: pd.DataFrame, cells: pd.DataFrame, domain: str, algo: str, stat: str) -> dict:
@@ -312,7 +390,9 @@ STAT_TEXT = {"std": "standard deviation over seeds (ddof 1)",
 
 
 def caption(table: ScoreTable) -> str:
-    return f"{METRIC_TEXT[table.metric]} {final_text(table.last_k)}: mean ± {STAT_TEXT[table.stat]}."
+    """What the numbers are: metric, final rule (and where that protocol came from), statistic."""
+    origin = f" ({table.origin})" if table.origin else ""
+    return f"{METRIC_TEXT[table.metric]} {final_text(table.last_k)}{origin}: mean ± {STAT_TEXT[table.stat]}."
 
 
 def legend(table: ScoreTable, style: Style) -> list[str]:

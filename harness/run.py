@@ -75,6 +75,7 @@ class RunSpec:
     eval_every: int = 100_000
     eval_episodes: int = 50
     out: str | None = None
+    label: str | None = None  # the suite's name for the algorithm entry; report's column (None: the algorithm)
     overrides: dict[str, Any] = field(default_factory=dict)
     profile: str | None = None
     normalize_obs: bool = False
@@ -217,6 +218,7 @@ def prepare(spec: RunSpec, data: data_lib.OfflineData | None = None, agent_confi
     for name in ("steps", "eval_every", "eval_episodes", "log_every"):
         if getattr(spec, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(spec, name)}")
+    data_lib.check_reward_transform(agent_config.reward_transform)
     if spec.cuda_graph not in GRAPH_MODES:
         raise ValueError(f"--cuda-graph must be one of {', '.join(GRAPH_MODES)}, got {spec.cuda_graph!r}")
     data = data or data_lib.load(spec.dataset, normalize_obs=spec.normalize_obs)
@@ -342,7 +344,8 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
     outs = [s.out_dir() for s in specs]
     configure_matmul_precision(device, spec.tf32)
     agent = make_seeded_agent(spec.algo, data.obs_dim, data.act_dim, agent_config, seeds, device)
-    buffer = data_lib.TransitionBuffer(data, device)
+    agent.horizon = spec.steps  # schedules that decay over the run
+    buffer = data_lib.TransitionBuffer(data, device, reward_transform=agent_config.reward_transform)
     samplers = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
     step_fn = TrainingStep(agent, buffer, agent_config.batch_size, SeedRandom(samplers, device), spec.cuda_graph)
 

@@ -16,6 +16,13 @@ A suite file::
     eval_episodes: 50
     profile: cpu                      # optional, for every algorithm without its own
     resources: {gpus: 1, cpus: 8, mem_gb: 32, time_min: 1440, array_parallelism: 64, runs_per_job: 1}
+    metric: success_rate              # how the table is read: normalized_score (default) | success_rate
+    final: avg-last-3                 # a run's final score: last (default) | avg-last-K, mean of its last K
+
+``metric`` and ``final`` are the suite's reporting protocol: ``flowbench sweep`` records them at the
+suite's results root (``harness.report.PROTOCOL_FILE``), and ``flowbench report``/``aggregate``/``plot``
+use them unless ``--metric``/``--final`` say otherwise. Each run records its label (the algorithm entry's
+name) in its ``config.json`` (``run.label``), which is what the tables call it.
 
 Everything is checked before anything runs: unknown fields, algorithms, agent config keys, profiles
 and local datasets are reported with the valid choices (``SuiteError``, exit status 2 in the CLI).
@@ -32,13 +39,14 @@ import yaml
 
 from algos import REGISTRY, resolve_config
 from algos.base import ConfigError, UnknownAlgorithm
+from harness.report import ReportProtocol, check_protocol
 from harness.run import RunSpec
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "slurm" / "suites"
 
 SCHEDULE_FIELDS = ("steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every")
 SUITE_FIELDS = ("name", "description", "algorithms", "datasets", "seeds", *SCHEDULE_FIELDS, "profile",
-                "normalize_obs", "device", "resources")
+                "normalize_obs", "device", "resources", "metric", "final")
 ALGORITHM_FIELDS = ("algo", "overrides", "profile")
 DATASET_FIELDS = (*SCHEDULE_FIELDS, "transitions")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -82,6 +90,7 @@ class Suite:
     runs: tuple[SuiteRun, ...]
     resources: Resources
     root: Path  # results/<suite name>
+    protocol: ReportProtocol = ReportProtocol()  # how its table is read (metric, final rule)
 
     def datasets_to_build(self) -> dict[str, int | None]:
         """Local (buildable) datasets of the suite and their build sizes."""
@@ -189,6 +198,10 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
     for required in ("algorithms", "datasets"):
         if not raw.get(required):
             raise SuiteError(f"{where}: '{required}' is required and must not be empty")
+    try:  # the same rules as report's --metric/--final, checked now rather than when the table is made
+        protocol = check_protocol(raw, where, f"protocol of suite {name}")
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
 
     algorithms = raw["algorithms"]
     if isinstance(algorithms, list):
@@ -245,9 +258,12 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
                 raise SuiteError(f"{entry_where} on {dataset}: {e}") from None
             for seed in seeds:
                 out = run_dir(root, str(label), str(dataset), seed)
-                spec = RunSpec(algo=algo, dataset=str(dataset), seed=seed, out=str(out), overrides=dict(overrides),
-                               profile=profile, normalize_obs=bool(raw.get("normalize_obs", False)),
+                # the label goes into the run's own config.json (run.label), where report reads it
+                spec = RunSpec(algo=algo, label=str(label), dataset=str(dataset), seed=seed, out=str(out),
+                               overrides=dict(overrides), profile=profile,
+                               normalize_obs=bool(raw.get("normalize_obs", False)),
                                device=str(raw.get("device", "auto")), **run_schedule)
                 runs.append(SuiteRun(str(out.relative_to(root)), str(label), spec, transitions))
     return Suite(name=name, description=str(raw.get("description", "")).strip(), path=path, runs=tuple(runs),
-                 resources=parse_resources(raw.get("resources"), f"{where}: resources"), root=root)
+                 resources=parse_resources(raw.get("resources"), f"{where}: resources"), root=root,
+                 protocol=protocol)

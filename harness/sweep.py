@@ -7,7 +7,8 @@ runs to do go into ONE submission: a SLURM job array (``executor.batch()``), ``r
 per array task (with ``seeds_per_job`` N, up to N seeds of one algorithm and dataset train together
 as one batched model, and a task trains ``runs_per_job`` such batches), at most ``array_parallelism``
 tasks at once. Each run directory gets a ``job.json``
-naming the job, which ``flowbench status`` reads.
+naming the job, which ``flowbench status`` reads; the suite's results root gets ``suite.json``, its
+reporting protocol (metric, final rule), which ``flowbench report``/``aggregate``/``plot`` read.
 
 The executor is always named (submitit picks SLURM by itself whenever ``srun`` is on PATH):
 - ``local``: one process per job on this machine, at most cores / cpus-per-job at once, each with
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.jobs import RunJob
+from harness.report import PROTOCOL_FILE
 from harness.run import ERROR_FILE, JOB_FILE, RunSpec, atomic_write_text, finished_summary, identity_diff, run_identity
 from harness.status import SLURM_ACTIVE, job_states, read_json, run_status
 from harness.suites import Resources, Suite, SuiteError, as_mapping, check_fields, parse_resources, read_yaml_mapping
@@ -196,6 +198,15 @@ def record_job(job: Any, units: list[list[PlannedRun]], kind: str, folder: Path,
                                                       "steps": p.spec.steps}, indent=2))
 
 
+def record_protocol(suite: Suite) -> None:
+    """Writes the suite's reporting protocol at its results root, so that the tables of these runs are read
+    as the suite says without the suite file at hand (results are often reported on another machine)."""
+    suite.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(suite.root / PROTOCOL_FILE, json.dumps(
+        {"suite": suite.name, "path": str(suite.path), "metric": suite.protocol.metric, "final": suite.protocol.final},
+        indent=2))
+
+
 @dataclass
 class SweepResult:
     planned: list[PlannedRun]
@@ -214,6 +225,8 @@ def sweep(suite: Suite, executor: str = "local", profile: ClusterProfile | None 
     echo(plan_table(planned))
     groups = job_groups(planned, resources.runs_per_job, resources.seeds_per_job)
     runs_to_submit = sum(len(unit) for g in groups for unit in g)
+    if not dry_run:  # also with nothing to submit: sweeping again records it for results swept before it existed
+        record_protocol(suite)
     if dry_run or not groups:
         echo(f"\n{'dry run: ' if dry_run else ''}{runs_to_submit} runs to submit in {len(groups)} jobs"
              + ("" if dry_run else "; nothing submitted"))

@@ -43,7 +43,10 @@ QIPO_TOY_PHASES = {"bc_warmup_steps": 1500, "critic_warmup_steps": 500, "renew_e
 # 2×128 scored 58 and 76 (20 % and 12 % off the support), 3×256 82 and 93 (7 % and 3 %).
 FLOWQ_TOY_FIELD = {"actor_hidden_dims": (256, 256, 256)}
 TOY_PANELS = (
+    ToyPanel("BC (mixture)", "bc", 1500),
     ToyPanel("flow BC", "flow_bc", 4000),
+    ToyPanel("FQL", "fql", 3000),
+    ToyPanel("IFQL", "ifql", 5000),
     ToyPanel("FlowQ, h = t", "flowq", 8000, {"schedule": "t", "energy_scale": 32.0, **FLOWQ_TOY_FIELD}),
     ToyPanel("FlowQ, h = t²", "flowq", 6000, {"schedule": "t2", "energy_scale": 80.0, **FLOWQ_TOY_FIELD}),
     ToyPanel("FlowQ, h = t²/(1−t)", "flowq", 6000, {"schedule": "t2_over_1mt", "energy_scale": 32.0,
@@ -65,7 +68,9 @@ def train_toy_agent(panel: ToyPanel, data=None, seed: int = 0):
     config = resolve_config(panel.algo, panel.overrides, profile="cpu", dataset_id=TOY_DATASET)
     torch.manual_seed(seed)
     agent = make_agent(panel.algo, data.obs_dim, data.act_dim, config)
-    buffer, generator = TransitionBuffer(data), torch.Generator().manual_seed(seed)
+    agent.horizon = panel.steps
+    buffer = TransitionBuffer(data, reward_transform=config.reward_transform)
+    generator = torch.Generator().manual_seed(seed)
     for _ in range(panel.steps):
         agent.update(buffer.sample(config.batch_size, generator))
     return agent

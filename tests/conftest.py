@@ -7,6 +7,15 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the two cores: one thread each, here and in the processes the tests start (runs,
+    # sweeps, SLURM jobs inherit the environment); several multi-threaded torch processes on the same
+    # cores slow each other down many times over.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 TOY_TRANSITIONS = 2_000
 MAZE_TRANSITIONS = 5_000
 

@@ -15,7 +15,7 @@ def member_forward(mlp: MLP, x: torch.Tensor, seed: int, member: int | None) -> 
         if name == "EnsembleLinear":
             x = x @ layer.weight[index] + layer.bias[index]
         elif name == "EnsembleLayerNorm":
-            x = torch.nn.functional.layer_norm(x, x.shape[-1:]) * layer.weight[index] + layer.bias[index]
+            x = torch.nn.functional.layer_norm(x, x.shape[-1:], eps=layer.eps) * layer.weight[index] + layer.bias[index]
         else:
             x = layer(x)
     return x

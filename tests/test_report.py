@@ -5,10 +5,15 @@ evaluations) runs once for the module, in this process (submitit's debug executo
 then damaged the way real sweeps are (a seed never run, runs without summary.json, a dataset an
 algorithm never ran on) to check that incomplete results are shown as such. Expected numbers are
 computed here straight from the runs' eval.csv files with pandas, and with rliable called directly.
+
+A second small sweep carries the OGBench manipulation suite's reporting protocol (success rate, mean
+of the last three evaluations); its eval.csv values are then set so that every other reading of the
+same runs (last evaluation, normalised score) gives another number.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -21,6 +26,9 @@ import yaml
 from scipy import stats
 
 from harness.cli import main
+
+# One worker runs this file: its tests share module fixtures (see pyproject.toml).
+pytestmark = pytest.mark.xdist_group("report")
 
 SEEDS = (0, 1, 2)
 SUITE = dict(name="paper", algorithms=["bc", "flow_bc"], seeds=len(SEEDS), steps=200, eval_every=100, log_every=100,
@@ -69,12 +77,13 @@ def eval_files(root: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def direct_finals(root: Path, last: int = 1) -> pd.DataFrame:
-    """Final scores of finished runs: the mean of the last ``last`` evaluations' normalised scores."""
+def direct_finals(root: Path, last: int = 1, metric: str = "normalized_score") -> pd.DataFrame:
+    """Final scores of finished runs: the mean of the last ``last`` evaluations of ``metric`` (success in %)."""
     evals = eval_files(root)
     evals = evals[evals["finished"]].sort_values("step")
-    return evals.groupby(["algo", "dataset", "seed"], as_index=False)["normalized_score"].agg(
-        lambda s: s.tail(last).mean())
+    if metric == "success_rate":
+        evals[metric] = 100 * evals[metric]
+    return evals.groupby(["algo", "dataset", "seed"], as_index=False)[metric].agg(lambda s: s.tail(last).mean())
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -362,6 +371,143 @@ def test_bad_input_exits_2_and_writes_nothing(results, capsys, tmp_path, args, m
     code, out, err = run_cli(capsys, *[a.format(**places) for a in args], "--out", tmp_path / "out")
     assert code == 2 and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+# The shipped OGBench manipulation suite's protocol, on runs small enough for a test: one labelled algorithm
+# entry on a local PointMaze dataset (it reports success), two seeds, four evaluations each.
+MANIPULATION = dict(name="ogbench-manipulation", algorithms={"bc-small": {"algo": "bc"}}, seeds=2, steps=400,
+                    eval_every=100, log_every=100, eval_episodes=1, profile="cpu", resources=dict(cpus=1),
+                    datasets={"local/pointmaze/umaze-v0": {}})
+# Per evaluation (step 100..400) of seed 0; seed s adds s to the score and takes 0.1·s off the success rate.
+SUCCESS_RATES = [0.0, 0.5, 0.7, 0.9]
+SCORES = [5.0, 10.0, 15.0, 40.0]
+
+
+@pytest.fixture(scope="module")
+def protocol_root(minari_root, tmp_path_factory) -> Path:
+    """A suite with the shipped ogbench-manipulation protocol, swept for real, its eval.csv values then set so
+    that success rate vs normalised score and last vs mean of the last three all give different finals."""
+    from harness.suites import SUITES_DIR, load_suite
+    from harness.sweep import sweep
+
+    shipped = yaml.safe_load((SUITES_DIR / "ogbench-manipulation.yaml").read_text())
+    tmp = tmp_path_factory.mktemp("manipulation")
+    (tmp / "suite.yaml").write_text(yaml.safe_dump({**MANIPULATION, "metric": shipped["metric"],
+                                                    "final": shipped["final"]}))
+    suite = load_suite(tmp / "suite.yaml", tmp / "runs")
+    sweep(suite, executor="debug", echo=lambda line: None)
+    for path in sorted(suite.root.glob("*/*/seed*/eval.csv")):
+        seed = int(path.parent.name[4:])
+        evals = pd.read_csv(path)
+        assert evals["step"].tolist() == [100, 200, 300, 400]
+        evals["success_rate"] = [rate - 0.1 * seed for rate in SUCCESS_RATES]
+        evals["normalized_score"] = [score + seed for score in SCORES]
+        evals.to_csv(path, index=False)
+    return suite.root
+
+
+def test_shipped_suites_declare_their_reporting_protocol(minari_root):
+    from harness.suites import load_suite
+
+    suites = {name: load_suite(name) for name in ("ogbench-manipulation", "d4rl-antmaze", "d4rl-adroit", "demo")}
+    assert {name: (suite.protocol.metric, suite.protocol.final) for name, suite in suites.items()} == {
+        "ogbench-manipulation": ("success_rate", "avg-last-3"),  # FQL: the mean at 800K, 900K and 1M steps
+        "d4rl-antmaze": ("normalized_score", "last"), "d4rl-adroit": ("normalized_score", "last"),
+        "demo": ("normalized_score", "last")}  # demo declares none: the defaults
+
+
+def test_manipulation_table_is_success_rate_averaged_over_the_last_three_evaluations(protocol_root, capsys, tmp_path):
+    readings = {(metric, last): direct_finals(protocol_root, last, metric)[metric].mean()
+                for metric in ("success_rate", "normalized_score") for last in (1, 3)}
+    assert len({round(v, 9) for v in readings.values()}) == 4  # each reading of these runs is a different number
+    assert json.loads((protocol_root / "suite.json").read_text())["metric"] == "success_rate"  # recorded by the sweep
+
+    cells = report_csv(capsys, protocol_root, tmp_path)
+    assert cells[["metric", "final_evaluations", "n"]].values.tolist() == [["success_rate", 3, 2]]
+    assert cells["algo"].tolist() == ["bc-small"]
+    assert cells["mean"].item() == pytest.approx(readings[("success_rate", 3)], abs=1e-9)
+    code, out, err = run_cli(capsys, "report", protocol_root)
+    assert code == 0, err
+    assert out.startswith("Success rate (%) averaged over the last 3 evaluations "
+                          "(protocol of suite ogbench-manipulation): mean ± ")
+    # the same protocol from a directory inside the suite's results root, or from the one holding it
+    for root in (protocol_root / "bc-small", protocol_root.parent):
+        assert report_csv(capsys, root, tmp_path)["mean"].item() == pytest.approx(cells["mean"].item())
+    # aggregate reads it too
+    code, out, err = run_cli(capsys, "aggregate", protocol_root, "--reps", 100, "--out", tmp_path / "aggregates")
+    assert code == 0, err
+    assert out.startswith("Success rate (%) averaged over the last 3 evaluations "
+                          "(protocol of suite ogbench-manipulation), aggregated over 1 tasks")
+    aggregates = pd.read_csv(tmp_path / "aggregates" / "aggregates.csv")
+    assert set(aggregates["metric"]) == {"success_rate"} and set(aggregates["final_evaluations"]) == {3}
+    mean = aggregates.set_index("statistic").loc["Mean", "estimate"]
+    assert mean == pytest.approx(readings[("success_rate", 3)])
+
+
+@pytest.mark.parametrize("options, reading, origin", [
+    (["--final", "last"], ("success_rate", 1), "protocol of suite ogbench-manipulation; --final from the command line"),
+    (["--metric", "normalized_score"], ("normalized_score", 3),
+     "protocol of suite ogbench-manipulation; --metric from the command line"),
+    (["--metric", "normalized_score", "--final", "last"], ("normalized_score", 1),
+     "--metric and --final from the command line"),
+])
+def test_command_line_flags_override_the_suites_protocol(protocol_root, capsys, tmp_path, options, reading, origin):
+    metric, last = reading
+    cells = report_csv(capsys, protocol_root, tmp_path, *options)
+    assert cells[["metric", "final_evaluations"]].values.tolist() == [[metric, last]]
+    assert cells["mean"].item() == pytest.approx(direct_finals(protocol_root, last, metric)[metric].mean(), abs=1e-9)
+    code, out, err = run_cli(capsys, "report", protocol_root, *options)
+    assert code == 0, err
+    assert f"({origin}): mean ± " in out.splitlines()[0]
+
+
+def test_runs_of_suites_with_different_protocols_are_not_read_as_one(protocol_root, capsys, tmp_path):
+    shutil.copytree(protocol_root, tmp_path / "both" / "manipulation")
+    shutil.copytree(protocol_root, tmp_path / "both" / "other")
+    (tmp_path / "both" / "other" / "suite.json").write_text(json.dumps(
+        {"suite": "other", "metric": "normalized_score", "final": "last"}))
+    code, _, err = run_cli(capsys, "report", tmp_path / "both")
+    assert code == 2 and "come from suites with different protocols" in err, err
+    assert "give both --metric and --final" in err
+
+
+@pytest.mark.parametrize("protocol, message", [
+    (dict(final="best"), "final 'best' is not allowed; allowed values: last, avg-last-K with K >= 1"),
+    (dict(final="avg-last-0"), "final 'avg-last-0' is not allowed; allowed values: last, avg-last-K with K >= 1"),
+    (dict(final=3), "final 3 is not allowed; allowed values: last, avg-last-K"),
+    (dict(metric="return_mean"), "metric 'return_mean' is not allowed; allowed values: normalized_score, success_rate"),
+])
+def test_bad_protocol_in_a_suite_names_file_key_and_allowed_values(minari_root, capsys, tmp_path, protocol, message):
+    from harness.suites import SuiteError, load_suite
+
+    path = tmp_path / "bad-protocol.yaml"
+    path.write_text(yaml.safe_dump({**MANIPULATION, **protocol}))
+    with pytest.raises(SuiteError, match=re.escape(f"suite bad-protocol.yaml: {message}")):
+        load_suite(path, tmp_path / "results")
+    code, _, err = run_cli(capsys, "sweep", path, "--results", tmp_path / "results")
+    assert code == 2 and f"suite bad-protocol.yaml: {message}" in err, err
+    assert not (tmp_path / "results").exists()
+
+
+def test_label_comes_from_the_runs_config_not_the_job_file(protocol_root, capsys, tmp_path):
+    from harness.report import runs_table
+
+    root = tmp_path / "runs"
+    shutil.copytree(protocol_root, root)
+    runs = sorted(root.glob("bc-small/*/seed*"))
+    assert [json.loads((run / "config.json").read_text())["run"]["label"] for run in runs] == ["bc-small"] * 2
+    (runs[0] / "job.json").unlink()  # e.g. runs copied without the scheduler's files
+    job = json.loads((runs[1] / "job.json").read_text())
+    (runs[1] / "job.json").write_text(json.dumps({**job, "label": "something-else"}))
+    assert runs_table(root)["algo"].tolist() == ["bc-small", "bc-small"]
+    code, out, err = run_cli(capsys, "report", root)
+    assert code == 0, err
+    assert "bc-small" in out and "something-else" not in out
+    # a run written before runs recorded their label is called by its algorithm
+    config = json.loads((runs[1] / "config.json").read_text())
+    del config["run"]["label"]
+    (runs[1] / "config.json").write_text(json.dumps(config))
+    assert runs_table(root)["algo"].tolist() == ["bc-small", "bc"]
 
 
 def test_published_numbers_sit_next_to_the_measured_ones(results):

@@ -80,7 +80,7 @@ def flowbench(*args: str, env=None) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args, message", [
     (["run", "nope", "toy/bimodal-v0"], "valid choices: bc"),
-    (["run", "bc", "toy/bimodal-v0", "--set", "lr2=1"], "valid keys: policy"),
+    (["run", "bc", "toy/bimodal-v0", "--set", "lr2=1"], "valid keys: reward_transform, policy"),
     (["run", "bc", "toy/bimodal-v0", "--set", "lr"], "key=value"),
     (["run", "bc", "toy/nothing-v0"], "toy/bimodal-v0"),
     (["run", "bc", "toy/bimodal-v0", "--profile", "huge"], "valid profiles: cpu"),

@@ -19,7 +19,7 @@ PATHS = {
     "qipo": {"bc_warmup_steps": 10, "critic_warmup_steps": 10, "renew_every": 10},
     "qipo_diff": {"bc_warmup_steps": 10, "critic_warmup_steps": 10, "renew_every": 10},
     "diffusion_ql": {"ema_start": 20},
-    "iql": {"actor_lr_decay_steps": 40},
+    "iql": {"actor_lr_schedule": "cosine", "actor_lr_decay_steps": 40},
 }
 
 

@@ -20,6 +20,9 @@ import yaml
 
 from harness.suites import SuiteError, load_suite, shipped_suites
 
+# One worker runs this file: its tests share module fixtures (see pyproject.toml).
+pytestmark = pytest.mark.xdist_group("sweep")
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(algorithms=["bc", "flow_bc"], datasets={"toy/bimodal-v0": {}}, seeds=2, steps=200, eval_every=100,
             eval_episodes=5, log_every=50, profile="cpu",
@@ -238,7 +241,7 @@ def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_pat
 @pytest.mark.parametrize("fields, message", [
     (dict(algorithms=["nope"]), "unknown algorithm 'nope'; valid choices: bc"),
     (dict(stepz=5), "unknown field(s) 'stepz'; valid fields: name"),
-    (dict(algorithms={"bc": {"overrides": {"lr2": 1}}}), "valid keys: policy"),
+    (dict(algorithms={"bc": {"overrides": {"lr2": 1}}}), "valid keys: reward_transform, policy"),
     (dict(algorithms={"bc": {"profile": "huge"}}), "valid profiles: cpu"),
     (dict(datasets={"toy/nothing-v0": {}}), "flowbench builds: "),
     (dict(datasets={"toy/bimodal-v0": {"stepz": 3}}), "unknown field(s) 'stepz'; valid fields: steps"),

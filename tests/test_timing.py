@@ -8,6 +8,7 @@ of flow/diffusion network passes are what makes a cost grow with K, and they are
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,10 +110,12 @@ def test_timing_command_writes_csv_plot_and_ratios(tmp_path: Path, capsys: pytes
 
 def test_plots_a_real_pytest_benchmark_json(tmp_path: Path) -> None:
     saved = tmp_path / "benchmark.json"
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/benchmarks",
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "--dist", "no", "tests/benchmarks",
                     "-k", "flow_bc and (K1- or K2-)", "--benchmark-enable", f"--benchmark-json={saved}",
                     "--benchmark-min-rounds=2", "--benchmark-max-time=0.001", "--benchmark-warmup=off"],
-                   cwd=ROOT, check=True, capture_output=True)
+                   cwd=ROOT, check=True, capture_output=True,
+                   # a plain pytest, not an xdist worker's child (pytest-benchmark switches itself off there)
+                   env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")})
     assert main(["timing", "--from-benchmark", str(saved), "--out", str(tmp_path / "plotted")]) == 0
     frame = pd.read_csv(tmp_path / "plotted" / "timing.csv")
     benchmarks = json.loads(saved.read_text())["benchmarks"]
