@@ -319,8 +319,8 @@ class Agent:
         is switched off on this step (ReBRAC's actor between its delayed updates)."""
         for group in optimizer.param_groups:
             for p in group["params"]:
-                if p.requires_grad:
-                    p.grad = torch.zeros_like(p)
+                if p.requires_grad:  # reuse the last step's gradient buffers (this runs every other update)
+                    p.grad = torch.zeros_like(p) if p.grad is None else p.grad.zero_()
         optimizer.step()
 
     def num_parameters(self) -> int:
