@@ -14,7 +14,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Hashable, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, Hashable, NamedTuple, Sequence
 
 import torch
 
@@ -68,7 +68,10 @@ class AgentConfig:
                 f"valid keys: {', '.join(cls.field_names())}"
             )
         hints = typing.get_type_hints(cls)
-        return cls(**{k: coerce(k, v, hints[k]) for k, v in values.items()})
+        config = cls(**{k: coerce(k, v, hints[k]) for k, v in values.items()})
+        for f in fields(config):
+            check_range(f.name, getattr(config, f.name))
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -77,10 +80,45 @@ class AgentConfig:
         return type(self).from_dict({**self.to_dict(), **changes})
 
 
+# Allowed ranges of numeric config fields, by field name; any other number must be finite and >= 0 (no
+# hyperparameter of these algorithms is negative). Fields ending in ``_lr`` or ``_hidden_dims`` or
+# starting with ``num_`` must be > 0.
+POSITIVE_FIELDS = {"batch_size", "lr", "flow_steps", "diffusion_steps", "components", "actor_freq", "ema_every",
+                   "renew_every", "grad_norm", "max_weight", "actor_final_init_scale", "hidden_dims"}
+INTERVAL_FIELDS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "discount": (lambda v: 0 < v <= 1, "(0, 1]"), "tau": (lambda v: 0 < v <= 1, "(0, 1]"),
+    "expectile": (lambda v: 0 < v < 1, "(0, 1)"), "ema_decay": (lambda v: 0 <= v <= 1, "[0, 1]")}
+
+
+def check_range(key: str, value: Any) -> None:
+    """Rejects a value no run could use (a negative batch size, an infinite learning rate, a discount of 2)."""
+    if isinstance(value, tuple):
+        for item in value:
+            check_range(key, item)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"config key {key!r} must be finite, got {value!r}")
+    if key in INTERVAL_FIELDS:
+        inside, text = INTERVAL_FIELDS[key]
+        if not inside(value):
+            raise ConfigError(f"config key {key!r} must be in {text}, got {value!r}")
+    elif key in POSITIVE_FIELDS or key.endswith(("_lr", "_hidden_dims")) or key.startswith("num_"):
+        if value <= 0:
+            raise ConfigError(f"config key {key!r} must be > 0, got {value!r}")
+    elif value < 0:
+        raise ConfigError(f"config key {key!r} must be >= 0, got {value!r}")
+
+
 def coerce(key: str, value: Any, hint: Any) -> Any:
     """Turns a value (possibly a string from ``--set key=value``) into the field's declared type."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"config key {key!r} must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:
@@ -99,11 +137,14 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
                 if value.lower() in ("0", "false", "no", "off"):
                     return False
                 raise ValueError(value)
+            if value not in (True, False):  # 0 and 1 too; 2 or 'x' are no booleans
+                raise ValueError(value)
             return bool(value)
         if hint is int:
-            if isinstance(value, float) and not value.is_integer():
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not float(number).is_integer():
                 raise ValueError(value)
-            return int(float(value)) if isinstance(value, str) else int(value)
+            return int(number)
         if hint is float:
             return float(value)
         if hint is str:

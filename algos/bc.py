@@ -14,11 +14,12 @@ Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from algos.base import FQL_PAPER_BENCHMARKS, Agent, AgentConfig, Batch, register
-from algos.networks import MLP, GaussianActor, MixtureActor, sample_mixture
+from algos.networks import Activation, GaussianActor, MLP, MixtureActor, sample_mixture
 from algos.seeds import SeedRandom, seed_mean
 
 
@@ -26,13 +27,13 @@ from algos.seeds import SeedRandom, seed_mean
 class BCConfig(AgentConfig):
     """Behaviour cloning. Network sizes follow the FQL paper's baselines (Park et al. 2025, Table 8)."""
 
-    policy: str = "gmm"  # gmm | gaussian | deterministic
+    policy: Literal["gmm", "gaussian", "deterministic"] = "gmm"
     components: int = 5  # mixture components for the gmm head (robomimic's default)
     actor_tanh_mean: bool = True  # gaussian head: tanh on the mean
     actor_const_std: bool = False  # gaussian head: std fixed at 1 instead of a learned log-std
     actor_final_init_scale: float = 1.0  # variance scale of the output layer
     hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    activation: str = "gelu"
+    activation: Activation = "gelu"
     lr: float = 3e-4
     batch_size: int = 256
 

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Hashable, Literal
 
 import torch
 from torch.func import functional_call
 
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.diffusion import NoisePredictor, VPSchedule, ddpm_sample, denoising_loss
-from algos.networks import Critic, soft_update
+from algos.networks import Activation, Critic, soft_update
 from algos.seeds import SeedRandom, seed_mean
 
 
@@ -51,7 +51,7 @@ class DiffusionQLConfig(AgentConfig):
     eta: float = 1.0
     diffusion_steps: int = 5  # K
     num_candidates: int = 50
-    action_selection: str = "softmax"  # softmax | argmax
+    action_selection: Literal["softmax", "argmax"] = "softmax"
     grad_norm: float = 9.0  # max gradient norm for actor and critic; 0 = no clipping
     max_q_backup: bool = False  # y from the max over 10 next-action samples per head (antmaze)
     ema_decay: float = 0.995
@@ -60,11 +60,11 @@ class DiffusionQLConfig(AgentConfig):
     discount: float = 0.99
     tau: float = 0.005
     hidden_dims: tuple[int, ...] = (256, 256, 256)
-    activation: str = "mish"
+    activation: Activation = "mish"
     critic_layer_norm: bool = False
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
-    lr_schedule: str = "cosine"  # cosine (to 0 over the run) | constant
+    lr_schedule: Literal["cosine", "constant"] = "cosine"  # cosine: to 0 over the run
     batch_size: int = 256
 
 
@@ -116,10 +116,6 @@ class DiffusionQL(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        if c.action_selection not in ("softmax", "argmax"):
-            raise ValueError(f"action_selection must be 'softmax' or 'argmax', got {c.action_selection!r}")
-        if c.lr_schedule not in ("cosine", "constant"):
-            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {c.lr_schedule!r}")
         self.schedule = VPSchedule(c.diffusion_steps, self.device)
         self.actor = NoisePredictor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s).to(self.device)
         self.ema_actor = copy.deepcopy(self.actor).requires_grad_(False)

@@ -13,6 +13,7 @@ import torch
 
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
+from algos.networks import Activation
 from algos.seeds import SeedRandom
 
 
@@ -22,7 +23,7 @@ class FlowBCConfig(AgentConfig):
     no LayerNorm in the actor, K = 10 Euler steps, Adam 3e-4, batch 256."""
 
     hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    activation: str = "gelu"
+    activation: Activation = "gelu"
     layer_norm: bool = False
     flow_steps: int = 10
     lr: float = 3e-4

@@ -41,12 +41,14 @@ samples of the final policy, i.e. integrating the flow during training, which is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, best_of_n_flow_actions, linear_path, sample_noise_and_time
 from algos.iql import InSampleCritic
+from algos.networks import Activation
 from algos.seeds import SeedRandom, per_seed, seed_mean
 
 SCHEDULES = ("t", "t2", "t2_over_1mt")
@@ -104,8 +106,8 @@ class FlowQConfig(AgentConfig):
     min Q (off by default)."""
 
     energy_scale: float = 4.0  # λ
-    schedule: str = "t"  # h(t): t | t2 | t2_over_1mt
-    guidance_norm: str = "batch"  # batch: ∇Q over its batch-mean norm | none: raw ∇Q (λ is the temperature)
+    schedule: Literal["t", "t2", "t2_over_1mt"] = "t"  # h(t)
+    guidance_norm: Literal["batch", "none"] = "batch"  # batch: ∇Q over its batch-mean norm | none: raw ∇Q (λ is the temperature)
     flow_steps: int = 10  # K, Euler steps at acting time only
     num_samples: int = 1
     expectile: float = 0.7
@@ -115,7 +117,7 @@ class FlowQConfig(AgentConfig):
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     layer_norm: bool = True  # critic and value LayerNorm
     actor_layer_norm: bool = False
-    activation: str = "gelu"
+    activation: Activation = "gelu"
     lr: float = 3e-4
     batch_size: int = 256
 
@@ -143,8 +145,6 @@ class FlowQ(Agent):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
         schedule_weight(torch.zeros(1), c.schedule)  # a bad schedule name fails here, not mid-run
-        if c.guidance_norm not in ("batch", "none"):
-            raise ValueError(f"guidance_norm must be 'batch' or 'none', got {c.guidance_norm!r}")
         self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
         self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,

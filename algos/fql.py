@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.func import functional_call
 
 from algos.base import FQL_CODE_ANTMAZE_REWARDS, Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
-from algos.networks import MLP, Critic, soft_update
+from algos.networks import Activation, Critic, MLP, soft_update
 from algos.seeds import SeedRandom, seed_mean
 
 
@@ -35,7 +36,7 @@ class FQLConfig(AgentConfig):
 
     alpha: float = 10.0  # distillation (BC) coefficient; tuned per task
     flow_steps: int = 10  # K, Euler steps of the BC flow (the distillation target)
-    q_agg: str = "mean"  # mean | min over the twin target critics
+    q_agg: Literal["mean", "min"] = "mean"  # over the twin target critics
     normalize_q_loss: bool = False
     discount: float = 0.99
     tau: float = 0.005
@@ -43,7 +44,7 @@ class FQLConfig(AgentConfig):
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     layer_norm: bool = True  # critic LayerNorm
     actor_layer_norm: bool = False
-    activation: str = "gelu"
+    activation: Activation = "gelu"
     num_qs: int = 2
     lr: float = 3e-4
     batch_size: int = 256
@@ -101,8 +102,6 @@ class FQL(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        if c.q_agg not in ("mean", "min"):
-            raise ValueError(f"q_agg must be 'mean' or 'min', got {c.q_agg!r}")
         self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, c.num_qs, c.layer_norm, c.activation,
                              seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)

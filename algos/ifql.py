@@ -18,6 +18,7 @@ import torch
 from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, best_of_n_flow_actions, flow_matching_loss
 from algos.iql import InSampleCritic
+from algos.networks import Activation
 from algos.seeds import SeedRandom, seed_mean
 
 
@@ -35,7 +36,7 @@ class IFQLConfig(AgentConfig):
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     layer_norm: bool = True
     actor_layer_norm: bool = False
-    activation: str = "gelu"
+    activation: Activation = "gelu"
     lr: float = 3e-4
     batch_size: int = 256
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import nn
 
 from algos.base import (FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, FQL_PAPER_BENCHMARKS, Agent, AgentConfig,
                         Batch, register)
-from algos.networks import Critic, GaussianActor, soft_update
+from algos.networks import Activation, Critic, GaussianActor, soft_update
 from algos.seeds import SeedRandom, seed_mean
 
 
@@ -47,16 +47,16 @@ class IQLConfig(AgentConfig):
     discount: float = 0.99
     tau: float = 0.005
     hidden_dims: tuple[int, ...] = (256, 256)
-    activation: str = "relu"
+    activation: Activation = "relu"
     critic_layer_norm: bool = False
     actor_tanh_mean: bool = True  # tanh on the Gaussian's mean (the FQL code: none)
     actor_const_std: bool = False  # std fixed at 1 (the FQL code's const_std) instead of a learned log-std
     actor_final_init_scale: float = 1.0  # variance scale of the actor's mean layer (the FQL code: 0.01)
-    update_order: str = "sequential"  # sequential (paper code) | joint (FQL code)
+    update_order: Literal["sequential", "joint"] = "sequential"  # paper code | FQL code
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     value_lr: float = 3e-4
-    actor_lr_schedule: str = "cosine"  # cosine | constant
+    actor_lr_schedule: Literal["cosine", "constant"] = "cosine"
     actor_lr_decay_steps: int = 0  # T of the cosine decay; 0 = the run's length
     batch_size: int = 256
 
@@ -120,10 +120,6 @@ class InSampleCritic(nn.Module):
         soft_update(self.target_q, self.q, tau)
 
 
-UPDATE_ORDERS = ("sequential", "joint")
-LR_SCHEDULES = ("cosine", "constant")
-
-
 @register
 class IQL(Agent):
     name = "iql"
@@ -144,10 +140,6 @@ class IQL(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        if c.update_order not in UPDATE_ORDERS:
-            raise ValueError(f"update_order must be one of {', '.join(UPDATE_ORDERS)}, got {c.update_order!r}")
-        if c.actor_lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"actor_lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {c.actor_lr_schedule!r}")
         self.critic = InSampleCritic(obs_dim, act_dim, c.hidden_dims, c.critic_layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
         self.actor = GaussianActor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s, tanh_mean=c.actor_tanh_mean,

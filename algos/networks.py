@@ -12,7 +12,7 @@ Shapes: inputs are ``[S, ..., in]``; an ensemble network returns ``[S, E, ..., o
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import Literal, Sequence, TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -75,6 +75,7 @@ class EnsembleLayerNorm(nn.Module):
         return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
 
 
+Activation = Literal["gelu", "gelu_exact", "relu", "mish", "tanh"]  # a config's allowed activations
 ACTIVATIONS = {
     "gelu": lambda: nn.GELU(approximate="tanh"),  # flax's nn.gelu default, as in the JAX reference code
     "gelu_exact": nn.GELU,  # the erf form (torch's default)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Hashable, Literal
 
 import torch
 
@@ -30,6 +30,7 @@ from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Age
 from algos.diffusion import NoisePredictor, VPSchedule, ddpm_sample, denoising_loss
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
 from algos.iql import InSampleCritic
+from algos.networks import Activation
 from algos.seeds import SeedRandom, seed_mean
 
 
@@ -50,9 +51,9 @@ class QIPOConfig(AgentConfig):
     ``path``: ``ot`` (QIPO-OT, K Euler steps) or ``vp`` (QIPO-Diff, K DDPM steps, Diffusion-QL's
     VP schedule)."""
 
-    path: str = "ot"
+    path: Literal["ot", "vp"] = "ot"
     temperature: float = 3.0  # β in w ∝ exp(β Q)
-    q_normalization: str = "none"  # none: raw Q | support: Q standardised over each state's support set
+    q_normalization: Literal["none", "support"] = "none"  # none: raw Q | support: Q standardised over each state's support set
     num_support: int = 16  # M policy samples per state, next to the dataset action
     bc_warmup_steps: int = 100_000  # K₁
     critic_warmup_steps: int = 100_000  # K₂
@@ -64,7 +65,7 @@ class QIPOConfig(AgentConfig):
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     layer_norm: bool = True
-    activation: str = "gelu"
+    activation: Activation = "gelu"
     lr: float = 3e-4
     batch_size: int = 256
 
@@ -76,7 +77,7 @@ class QIPODiffConfig(QIPOConfig):
     last reverse step starts from noise of std 0.44, whose posterior mean lands between the toy's
     modes (63 % off-support after BC; K = 10: 11 %, score 77 → rising)."""
 
-    path: str = "vp"
+    path: Literal["ot", "vp"] = "vp"
     flow_steps: int = 10
 
 
@@ -101,10 +102,6 @@ class QIPO(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        if c.path not in ("ot", "vp"):
-            raise ValueError(f"path must be 'ot' or 'vp', got {c.path!r}")
-        if c.q_normalization not in ("none", "support"):
-            raise ValueError(f"q_normalization must be 'none' or 'support', got {c.q_normalization!r}")
         if c.renew_every < 1 or c.num_support < 1:
             raise ValueError("renew_every and num_support must be at least 1")
         self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,

@@ -24,7 +24,7 @@ import torch
 from torch.func import functional_call
 
 from algos.base import FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
-from algos.networks import MLP, Critic, soft_update
+from algos.networks import Activation, Critic, MLP, soft_update
 from algos.seeds import SeedRandom, per_seed, seed_mean
 
 
@@ -47,7 +47,7 @@ class ReBRACConfig(AgentConfig):
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     layer_norm: bool = True
     actor_layer_norm: bool = False
-    activation: str = "gelu"
+    activation: Activation = "gelu"
     actor_final_init_scale: float = 0.01  # variance scale of the actor's output layer
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4

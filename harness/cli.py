@@ -54,7 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         algo=args.algo, dataset=args.dataset, seed=seed, steps=args.steps, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, out=args.out.replace("{seed}", str(seed)) if args.out else None,
         overrides=parse_overrides(args.set), profile=args.profile, normalize_obs=args.normalize_obs,
-        log_every=args.log_every, device=args.device, cuda_graph=args.cuda_graph, tf32=args.tf32,
+        log_every=args.log_every, checkpoint_every=args.checkpoint_every, device=args.device,
+        cuda_graph=args.cuda_graph, tf32=args.tf32,
     ) for seed in seeds]
     for spec, summary in zip(specs, train_seeds(specs)):
         final = summary["final"] or {}
@@ -220,8 +221,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite, results=args.results)
     profile = load_profile(args.cluster_profile) if args.cluster_profile else None
-    sweep(suite, executor=args.executor, profile=profile, dry_run=args.dry_run, wait=args.wait)
-    return 0
+    result = sweep(suite, executor=args.executor, profile=profile, dry_run=args.dry_run, wait=args.wait)
+    return 1 if result.failed else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -285,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=100_000)
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--log-every", type=int, default=1000)
+    p.add_argument("--checkpoint-every", type=int, default=None, help="updates between checkpoints (default: at "
+                                                                       "every evaluation)")
     p.add_argument("--out", help="run directory (default runs/ALGO/DATASET/seedS); with several seeds it must "
                                  "contain {seed}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an agent config field")
@@ -403,13 +406,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # the command as given, recorded next to results it regenerates
     from harness.data import DatasetUnavailable
     from harness.datasets import UnknownDataset
-    from harness.run import RunConfigMismatch
+    from harness.files import CheckpointCorrupt, DiskFull
+    from harness.locks import RunLocked
+    from harness.run import RunConfigMismatch, RunDiverged
 
     try:
         return args.func(args)
-    except (*EXPECTED_ERRORS, DatasetUnavailable, UnknownDataset, RunConfigMismatch) as e:
+    except (*EXPECTED_ERRORS, DatasetUnavailable, UnknownDataset, RunConfigMismatch, RunLocked, CheckpointCorrupt) as e:
         print(f"flowbench: error: {e}", file=sys.stderr)
         return 2
+    except (RunDiverged, DiskFull) as e:  # the run's fault or the machine's, not the command's: no traceback either
+        print(f"flowbench: error: {e.strerror if isinstance(e, OSError) else e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("flowbench: interrupted; the run resumes from its last checkpoint when started again", file=sys.stderr)
         return 130

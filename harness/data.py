@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -44,6 +45,19 @@ OGBENCH_PREFIX = "ogbench/"
 
 class DatasetUnavailable(RuntimeError):
     """The dataset is neither local nor downloadable from here."""
+
+
+class DatasetCorrupt(DatasetUnavailable):
+    """A local dataset's files cannot be read (truncated, overwritten, half-copied)."""
+
+
+def corrupt_dataset(dataset_id: str, error: BaseException) -> DatasetCorrupt:
+    """Names the dataset, its unreadable file(s) and how to get a good copy."""
+    data_dir = Path(minari.storage.get_dataset_path(dataset_id)) / "data"
+    files = ", ".join(str(f) for f in sorted(data_dir.glob("*"))) or str(data_dir)
+    fix = (f"rebuild it: flowbench data build {dataset_id} --force" if dataset_id in builders.BUILDERS
+           else f"delete {data_dir.parent} and download or copy it again")
+    return DatasetCorrupt(f"dataset {dataset_id!r} is unreadable: {files} ({type(error).__name__}: {error}); {fix}")
 
 
 @dataclass(frozen=True)
@@ -244,7 +258,10 @@ def open_minari(dataset_id: str, download: bool = True, build_missing: bool = Tr
     except ValueError as e:
         raise DatasetUnavailable(f"{e} Example ids: toy/bimodal-v0, D4RL/antmaze/umaze-v1.") from None
     if builders.is_local(dataset_id):
-        return minari.load_dataset(dataset_id)
+        try:
+            return minari.load_dataset(dataset_id)
+        except Exception as e:  # noqa: BLE001 — h5py/json errors of a broken file: say which, and what to do
+            raise corrupt_dataset(dataset_id, e) from None
     namespace = parse_dataset_id(dataset_id)[0] or ""
     if dataset_id in builders.BUILDERS:
         if not build_missing:
@@ -301,7 +318,11 @@ def _load_minari(dataset_id: str, download: bool, build_missing: bool) -> Offlin
     obs_space = dataset.observation_space
     scaler = ActionScaler.for_space(dataset.action_space)
     obs, next_obs, actions, rewards, terms, ends = [], [], [], [], [], []
-    for ep in dataset.storage.get_episodes(range(dataset.total_episodes)):
+    try:
+        episodes = list(dataset.storage.get_episodes(range(dataset.total_episodes)))
+    except Exception as e:  # noqa: BLE001 — a file truncated after its metadata was read
+        raise corrupt_dataset(dataset_id, e) from None
+    for ep in episodes:
         flat = flatten_observations(obs_space, ep["observations"])
         n = len(ep["rewards"])
         obs.append(flat[:-1])

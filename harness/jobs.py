@@ -8,8 +8,13 @@ step boundary, saves a checkpoint there and stops, and only then is submitit's h
 requeued job resumes every unfinished run from its checkpoint (``harness.run`` drops CSV rows
 written after a checkpoint, so none is lost or repeated) and skips the finished ones.
 
+A SIGUSR2 that arrives before submitit's handler exists (in the job's first seconds) is held pending
+by ``harness.preemption``, the job's entry point, and delivered here: the job is requeued before
+anything trains.
+
 A run that raises leaves its traceback in ``error.txt`` in its directory (``flowbench status``
-shows it); the job then goes on with its other runs and fails at the end.
+shows it); the job then goes on with its other runs and fails at the end. A run that another process
+is writing (two sweeps of one suite) is left to it: skipped, not failed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import Any
 
 import submitit
 
+from harness import preemption
+from harness.locks import RunLocked
 from harness.run import ERROR_FILE, RunInterrupted, RunSpec, atomic_write_text, finished_summary, train_seeds
 
 
@@ -47,6 +54,7 @@ class RunJob(submitit.helpers.Checkpointable):
         submitit_handler = signal.getsignal(signal.SIGUSR2)
         if callable(submitit_handler):  # inside a submitit job: defer the checkpoint to a step boundary
             signal.signal(signal.SIGUSR2, self._note_signal)
+        preemption.deliver_held_signals()  # one that came while the job started is noted now
         summaries, failed = [], []
         for unit in self.units:
             todo = [spec for spec in unit if finished_summary(spec) is None]
@@ -55,13 +63,13 @@ class RunJob(submitit.helpers.Checkpointable):
             if self._stop_signal is not None:
                 self._requeue(submitit_handler)
             outs = [spec.out_dir() for spec in todo]
-            for out in outs:
-                (out / ERROR_FILE).unlink(missing_ok=True)
             try:
                 summaries.extend(train_seeds(todo, progress=False, should_stop=lambda: self._stop_signal is not None))
             except RunInterrupted as stop:
                 print(f"{', '.join(map(str, outs))}: {stop}; requeueing", flush=True)
                 self._requeue(submitit_handler)
+            except RunLocked as held:
+                print(f"skipped: {held}", flush=True)
             except Exception:  # noqa: BLE001 — any failure is recorded for `flowbench status`, then the next unit
                 for out in outs:  # the seeds of a unit train together, so each of them failed with it
                     out.mkdir(parents=True, exist_ok=True)

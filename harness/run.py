@@ -4,12 +4,15 @@ The run directory holds
 - ``config.json``  the resolved config (agent hyperparameters, run settings, package versions, git commit);
 - ``train.csv``    step, seconds, and the agent's losses averaged over each logging interval;
 - ``eval.csv``     step, seconds, return_mean, return_std, normalized_score, success_rate;
-- ``checkpoint.pt`` the latest checkpoint (agent, sampler generator, logging state);
+- ``checkpoint.pt`` the latest checkpoint (agent, sampler generator, logging state), checksummed;
+  ``checkpoint.prev.pt`` the one before it, kept until the run finishes (``harness.files``);
 - ``summary.json`` written when the run finishes.
 
-Every file is written atomically. Rerunning into a directory with a checkpoint of the same
-config resumes and continues exactly (same batches, same noise); CSV rows written after the
-checkpoint are dropped first, so no row is duplicated. A different config is refused.
+Every file is written atomically, and one process at a time writes a run directory (its ``.lock``,
+``harness.locks``). A run stops before it would evaluate or save a non-finite agent. Rerunning into
+a directory with a checkpoint of the same config resumes and continues exactly (same batches, same
+noise); CSV rows written after the checkpoint are dropped first, so no row is duplicated. A
+different config is refused; a finished run is left as it is.
 
 Several seeds of one configuration can train in one process as one batched model (``train_seeds``,
 ``flowbench run --seeds``): each seed still has its own directory with exactly these files, its own
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -42,6 +46,9 @@ from algos.base import make_seeded_agent, matching_presets
 from algos.seeds import SeedRandom, seed_state
 from harness import data as data_lib
 from harness.evaluation import evaluate_seeds
+from harness.files import (NO_SPACE, atomic_write_text, load_checkpoint, no_space_error, previous_checkpoint, read_csv,
+                           remove_temporaries, save_checkpoint)
+from harness.locks import run_dir_locks
 from harness.training import GRAPH_MODES, TrainingStep, configure_matmul_precision
 
 # Files a scheduler keeps in a run directory next to the run's own: the job it was submitted in, and
@@ -129,25 +136,6 @@ def config_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
 class CsvLog:
     """Append-only CSV whose header is fixed by its first row; rows are flushed as written."""
 
@@ -160,25 +148,44 @@ class CsvLog:
 
     def truncate_after(self, step: int) -> None:
         """Drops rows past ``step`` (written after the checkpoint a resumed run starts from)."""
-        rows = [r for r in read_csv(self.path) if int(float(r["step"])) <= step]
+        rows = [r for r in read_csv(self.path) if _complete_row_step(r) <= step]
         if self.columns is None:
             return
-        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, self.columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, self.columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path, text.getvalue())
 
     def write(self, row: dict[str, Any]) -> None:
+        """Appends one row; a row that cannot be written whole (disk full) is cut off again, so the file
+        always ends with a complete row."""
         if self.columns is None:
             self.columns = list(row)
-        new_file = not self.path.exists() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k, "")) for k in self.columns})
+        size = self.path.stat().st_size if self.path.exists() else 0
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, self.columns, extrasaction="ignore")
+        if size == 0:
+            writer.writeheader()
+        writer.writerow({k: _fmt(row.get(k, "")) for k in self.columns})
+        data = text.getvalue().encode()
+        with self.path.open("ab", buffering=0) as f:
+            try:
+                while data:
+                    data = data[f.write(data):]
+            except OSError as e:
+                os.ftruncate(f.fileno(), size)
+                if e.errno in NO_SPACE:
+                    raise no_space_error(self.path) from e
+                raise
+
+
+def _complete_row_step(row: dict[str, str | None]) -> float:
+    """A row's step, or inf for a row cut short (by a kill in the middle of its write): dropped on resume."""
+    try:
+        return float(row["step"]) if None not in row.values() and None not in row else math.inf
+    except (TypeError, ValueError):
+        return math.inf
 
 
 def _fmt(value: Any) -> Any:
@@ -215,12 +222,13 @@ def prepare(spec: RunSpec, data: data_lib.OfflineData | None = None, agent_confi
     ``agent_config`` already loaded for another seed of the same run are reused."""
     domain = data_lib.dataset_domain(spec.dataset)
     agent_config = agent_config or resolve_config(spec.algo, spec.overrides, spec.profile, spec.dataset)
-    for name in ("steps", "eval_every", "eval_episodes", "log_every"):
-        if getattr(spec, name) <= 0:
+    for name in ("steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every"):
+        if getattr(spec, name) is not None and getattr(spec, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(spec, name)}")
     data_lib.check_reward_transform(agent_config.reward_transform)
     if spec.cuda_graph not in GRAPH_MODES:
         raise ValueError(f"--cuda-graph must be one of {', '.join(GRAPH_MODES)}, got {spec.cuda_graph!r}")
+    resolve_device(spec.device)
     data = data or data_lib.load(spec.dataset, normalize_obs=spec.normalize_obs)
     identity = run_identity(spec, agent_config)
     resolved = {
@@ -307,7 +315,9 @@ def train_seeds(specs: Sequence[RunSpec], progress: bool | None = None,
     model (``algos.seeds``); each seed has its own generators, batches, evaluation and ordinary run
     directory, the same files as a run of that seed alone. Returns the summaries, in ``specs``' order.
 
-    Everything (config, dataset, every seed's directory) is checked before anything is written.
+    Everything (config, dataset, every seed's directory) is checked before anything is written. Each run
+    directory is locked while it trains (``harness.locks``: a second writer gets ``RunLocked``); a run
+    already finished to ``spec.steps`` is returned as it is, its files untouched.
     Seeds whose checkpoints are at different steps are trained in groups of equal step, one after another.
     ``should_stop`` is asked after every update; when it says yes, every seed saves a checkpoint at that
     step boundary and ``RunInterrupted`` is raised (a preempted cluster job stops this way, so its
@@ -317,20 +327,25 @@ def train_seeds(specs: Sequence[RunSpec], progress: bool | None = None,
     check_seed_group(specs)
     first, data, agent_config = prepare(specs[0])
     runs = [first] + [prepare(spec, data, agent_config)[0] for spec in specs[1:]]
-    resumable = [check_resumable(spec.out_dir(), resolved) for spec, resolved in zip(specs, runs)]
-    device = resolve_device(specs[0].device)
-    checkpoints = [torch.load(spec.out_dir() / "checkpoint.pt", map_location="cpu", weights_only=False) if resume
-                   else None for spec, resume in zip(specs, resumable)]
-    groups: dict[int, list[int]] = {}
-    for i, ckpt in enumerate(checkpoints):
-        groups.setdefault(0 if ckpt is None else int(ckpt["agent"]["step"]), []).append(i)
-    summaries: list[dict[str, Any]] = [{} for _ in specs]
-    for members in groups.values():
-        results = _train_group([specs[i] for i in members], [runs[i] for i in members],
-                               [checkpoints[i] for i in members], data, agent_config, device, progress,
-                               on_checkpoint, should_stop)
-        for i, summary in zip(members, results):
-            summaries[i] = summary
+    summaries: list[dict[str, Any]] = [finished_summary(spec) or {} for spec in specs]
+    todo = [i for i, summary in enumerate(summaries) if not summary]  # a finished run is left byte for byte alone
+    with run_dir_locks([specs[i].out_dir() for i in todo]):
+        for i in todo:
+            remove_temporaries(specs[i].out_dir())  # of a writer killed (or out of space) mid-write
+            (specs[i].out_dir() / ERROR_FILE).unlink(missing_ok=True)  # this attempt replaces the last one's
+        resumable = {i: check_resumable(specs[i].out_dir(), runs[i]) for i in todo}
+        device = resolve_device(specs[0].device)
+        checkpoints = {i: load_checkpoint(specs[i].out_dir() / "checkpoint.pt") if resumable[i] else None
+                       for i in todo}
+        groups: dict[int, list[int]] = {}
+        for i, ckpt in checkpoints.items():
+            groups.setdefault(0 if ckpt is None else int(ckpt["agent"]["step"]), []).append(i)
+        for members in groups.values():
+            results = _train_group([specs[i] for i in members], [runs[i] for i in members],
+                                   [checkpoints[i] for i in members], data, agent_config, device, progress,
+                                   on_checkpoint, should_stop)
+            for i, summary in zip(members, results):
+                summaries[i] = summary
     return summaries
 
 
@@ -381,9 +396,9 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
         state = agent.state_dict()
         sums, count = step_fn.state()
         for i, out in enumerate(outs):
-            atomic_torch_save({"agent": seed_state(state, i), "sampler": samplers[i].get_state(),
-                               "seconds": elapsed(i), "log_sums": sums[i], "log_count": count,
-                               "config_hash": runs[i]["config_hash"]}, out / "checkpoint.pt")
+            save_checkpoint({"agent": seed_state(state, i), "sampler": samplers[i].get_state(),
+                             "seconds": elapsed(i), "log_sums": sums[i], "log_count": count,
+                             "config_hash": runs[i]["config_hash"]}, out / "checkpoint.pt")
         if on_checkpoint:
             on_checkpoint(agent.step)
 
@@ -395,27 +410,29 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
         step_fn()
         step = agent.step
         bar.update(1)
+        evaluating = step % spec.eval_every == 0 or step == spec.steps
+        saved = step % checkpoint_every == 0 or step == spec.steps
+        if evaluating or saved:  # never evaluate or save a diverged agent
+            check_finite(step_fn, step, outs, seeds, bar)
         if step % spec.log_every == 0 or step == spec.steps:
             means = step_fn.read_means()  # the only read back to the host between evaluations
             for i, row in enumerate(means):
                 train_logs[i].write({"step": step, "seconds": elapsed(i), **row})
-            diverged = [seeds[i] for i, row in enumerate(means) if any(not math.isfinite(v) for v in row.values())]
-            if diverged:
-                bar.close()
-                raise FloatingPointError(
-                    f"non-finite loss at step {step} in seed(s) {', '.join(map(str, diverged))}: "
-                    f"{means[seeds.index(diverged[0])]}; see {outs[seeds.index(diverged[0])] / 'train.csv'}")
-        if step % spec.eval_every == 0 or step == spec.steps:
+            if not (evaluating or saved):
+                diverged = [i for i, row in enumerate(means) if not all(math.isfinite(v) for v in row.values())]
+                if diverged:
+                    stop_diverged(step, diverged, outs, seeds, bar)
+        if evaluating:
             results = evaluate_seeds(agent, data, spec.eval_episodes, [s * 1000 + 10**6 for s in seeds])
             for i, result in enumerate(results):
                 last_evals[i] = {"step": step, "seconds": elapsed(i), **result.row()}
                 eval_logs[i].write(last_evals[i])
             bar.set_postfix(score=" ".join(f"{r.normalized_score:.1f}" for r in results))
-        saved = step % checkpoint_every == 0 or step == spec.steps
         if saved:
             save_checkpoints()
         if should_stop is not None and step < spec.steps and should_stop():
             if not saved:
+                check_finite(step_fn, step, outs, seeds, bar)
                 save_checkpoints()
             bar.close()
             raise RunInterrupted(step)
@@ -434,8 +451,30 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
             "training_step": step_fn.mode,
         }
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+        previous_checkpoint(out / "checkpoint.pt").unlink(missing_ok=True)  # the final one is verified
         summaries.append(summary)
     return summaries
+
+
+class RunDiverged(FloatingPointError):
+    """A loss or a parameter became NaN or infinite; the run stopped before evaluating or saving it."""
+
+
+def check_finite(step_fn: TrainingStep, step: int, outs: list[Path], seeds: list[int], bar: tqdm) -> None:
+    """Stops the run (``RunDiverged``) if any seed's losses since the last check, or its parameters, are not finite."""
+    diverged = step_fn.non_finite_seeds()
+    if diverged:
+        stop_diverged(step, diverged, outs, seeds, bar)
+
+
+def stop_diverged(step: int, diverged: list[int], outs: list[Path], seeds: list[int], bar: tqdm) -> None:
+    bar.close()
+    message = (f"diverged: non-finite loss or parameters by step {step} in seed(s) "
+               f"{', '.join(str(seeds[i]) for i in diverged)}; the last checkpoint (finite) is kept; lower the "
+               f"learning rate or check the data (see {outs[diverged[0]] / 'train.csv'})")
+    for i in diverged:
+        atomic_write_text(outs[i] / ERROR_FILE, f"RunDiverged: {message}\n")
+    raise RunDiverged(message)
 
 
 def _last_eval(out: Path) -> dict[str, Any] | None:

@@ -6,19 +6,21 @@ Read from the run directory's files, and from the scheduler for runs submitted a
 - ``job.json``      the job the run was last submitted in (written by ``flowbench sweep``); its state
                     comes from SLURM accounting (``sacct``, through submitit) or, for a local job,
                     from whether its process is alive;
-- ``train.csv`` / ``eval.csv`` step reached and last score.
+- ``train.csv`` / ``eval.csv`` step reached and last score;
+- ``.lock``         the process writing the run now (``harness.locks``): the run is running, whoever started it.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.run import ERROR_FILE, JOB_FILE, read_csv
+from harness.files import read_csv, read_json
+from harness.locks import current_holder
+from harness.run import ERROR_FILE, JOB_FILE
 
 STATES = ("pending", "running", "done", "failed", "diverged")
 # SLURM states of a job that may still run the run (submitit reports "CANCELLED by 0" etc.).
@@ -37,17 +39,11 @@ class RunStatus:
     job_id: str | None
     error: str | None = None  # failed runs: the exception line (full traceback in error.txt)
     job_state: str | None = None  # the scheduler's word for the job, when it has one
+    writer: str | None = None  # the process holding the run directory's lock (pid, host, job)
 
     @property
     def progress(self) -> str:
         return f"{self.step}/{self.steps}" if self.steps else str(self.step)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def job_states(jobs: list[dict[str, Any]]) -> dict[str, str]:
@@ -112,6 +108,9 @@ def run_status(run_dir: Path, name: str | None = None, states: dict[str, str] | 
     status = RunStatus(name or str(run_dir), run_dir, "pending", step, steps, score, (job or {}).get("job_id"))
     summary = read_json(run_dir / "summary.json")
     error_path = run_dir / ERROR_FILE
+    holder = current_holder(run_dir)
+    if holder is not None:
+        status.writer = holder.describe()
     if summary is not None:
         final = summary.get("final") or {}
         status.step = summary.get("steps", step)
@@ -124,6 +123,9 @@ def run_status(run_dir: Path, name: str | None = None, states: dict[str, str] | 
         return status
     if non_finite_logs(run_dir):
         status.state = "diverged"
+        return status
+    if holder is not None:
+        status.state = "running"
         return status
     if job and states is None:
         states = job_states([job])
@@ -165,8 +167,9 @@ def status_table(runs: list[RunStatus]) -> str:
     from tabulate import tabulate
 
     rows = [[r.name, r.state, r.progress, "" if r.score is None else f"{r.score:.1f}", r.job_id or "",
-             r.job_state or ""] for r in runs]
-    text = tabulate(rows, headers=["run", "state", "step", "score", "job", "job state"], disable_numparse=True)
+             r.job_state or "", r.writer or ""] for r in runs]
+    text = tabulate(rows, headers=["run", "state", "step", "score", "job", "job state", "written by"],
+                    disable_numparse=True)
     counts = ", ".join(f"{sum(r.state == s for r in runs)} {s}" for s in STATES if any(r.state == s for r in runs))
     text += f"\n\n{len(runs)} runs: {counts}"
     errors = [r for r in runs if r.error]

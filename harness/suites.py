@@ -38,7 +38,8 @@ from typing import Any
 import yaml
 
 from algos import REGISTRY, resolve_config
-from algos.base import ConfigError, UnknownAlgorithm
+from algos.base import UnknownAlgorithm
+from harness.data import check_reward_transform
 from harness.report import ReportProtocol, check_protocol
 from harness.run import RunSpec
 
@@ -69,6 +70,9 @@ class Resources:
     array_parallelism: int = 64  # at most this many jobs of the array at once
     runs_per_job: int = 1
     seeds_per_job: int = 1  # seeds of one (algorithm, dataset) batched in one process
+    # a job that reaches its time limit is requeued (and resumes) at most this many times; preemptions
+    # do not count. submitit's own default of 3 would stop a run longer than about 4 × time_min.
+    max_timeouts: int = 100
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,37 @@ def parse_resources(values: Any, where: str, base: Resources = Resources()) -> R
     return Resources(**out)
 
 
+def as_bool(value: Any, where: str) -> bool:
+    """YAML's true/false only: a string such as 'no' is an error, not True."""
+    if not isinstance(value, bool):
+        raise SuiteError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def as_device(value: Any, where: str) -> str:
+    text = str(value)
+    if text.split(":")[0] not in DEVICES or (":" in text and not text.split(":", 1)[1].isdigit()):
+        raise SuiteError(f"{where} must be auto, cpu, cuda or cuda:N, got {value!r}")
+    return text
+
+
+def check_dataset_opens(dataset_id: str, where: str) -> None:
+    """A local dataset must open (a broken file is found now, not in every job); one still to be built or
+    downloaded is checked when the sweep builds it, or in its job."""
+    from harness import datasets
+    from harness.data import DatasetUnavailable, open_minari
+
+    if dataset_id.startswith("ogbench/") or not datasets.is_local(dataset_id):
+        return
+    try:
+        open_minari(dataset_id, download=False, build_missing=False)
+    except DatasetUnavailable as e:
+        raise SuiteError(f"{where}: {e}") from None
+
+
 def check_dataset_id(dataset_id: str, where: str) -> None:
     """Rejects ids that cannot exist: malformed ones, and unknown ids in flowbench's local namespaces.
 
@@ -220,10 +255,15 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
     if len(set(seeds)) != len(seeds):
         raise SuiteError(f"{where}: seeds repeat: {seeds}")
 
+    normalize_obs = as_bool(raw.get("normalize_obs", False), f"{where}: normalize_obs")
+    device = as_device(raw.get("device", "auto"), f"{where}: device")
     schedule = {k: raw[k] for k in SCHEDULE_FIELDS if k in raw}
     default_profile = raw.get("profile")
     root = Path(results).resolve() / name
     runs = []
+    for dataset in datasets_:
+        check_dataset_id(str(dataset), f"{where}: datasets.{dataset}")
+        check_dataset_opens(str(dataset), f"{where}: datasets.{dataset}")
     for label, entry in algorithms.items():
         entry_where = f"{where}: algorithms.{label}"
         entry = as_mapping(entry, entry_where)
@@ -239,7 +279,6 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
             ds_where = f"{where}: datasets.{dataset}"
             ds_entry = as_mapping(ds_entry, ds_where)
             check_fields(ds_entry, DATASET_FIELDS, ds_where)
-            check_dataset_id(str(dataset), ds_where)
             transitions = ds_entry.get("transitions")
             if transitions is not None:
                 from harness import datasets
@@ -252,17 +291,16 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
             for k, v in run_schedule.items():
                 if not (k == "checkpoint_every" and v is None):
                     as_int(v, f"{ds_where}: {k}")
-            try:  # unknown config keys and profiles are caught here, not in a job hours later
-                resolve_config(algo, overrides, profile, str(dataset))
-            except (ConfigError, UnknownAlgorithm) as e:
+            try:  # unknown config keys, values and profiles are caught here, not in a job hours later
+                check_reward_transform(resolve_config(algo, overrides, profile, str(dataset)).reward_transform)
+            except (ValueError, UnknownAlgorithm) as e:
                 raise SuiteError(f"{entry_where} on {dataset}: {e}") from None
             for seed in seeds:
                 out = run_dir(root, str(label), str(dataset), seed)
                 # the label goes into the run's own config.json (run.label), where report reads it
                 spec = RunSpec(algo=algo, label=str(label), dataset=str(dataset), seed=seed, out=str(out),
                                overrides=dict(overrides), profile=profile,
-                               normalize_obs=bool(raw.get("normalize_obs", False)),
-                               device=str(raw.get("device", "auto")), **run_schedule)
+                               normalize_obs=normalize_obs, device=device, **run_schedule)
                 runs.append(SuiteRun(str(out.relative_to(root)), str(label), spec, transitions))
     return Suite(name=name, description=str(raw.get("description", "")).strip(), path=path, runs=tuple(runs),
                  resources=parse_resources(raw.get("resources"), f"{where}: resources"), root=root,

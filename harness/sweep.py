@@ -24,15 +24,19 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.jobs import RunJob
+from harness.locks import RunDirLock
 from harness.report import PROTOCOL_FILE
 from harness.run import ERROR_FILE, JOB_FILE, RunSpec, atomic_write_text, finished_summary, identity_diff, run_identity
-from harness.status import SLURM_ACTIVE, job_states, read_json, run_status
+from harness.files import read_json
+from harness.status import SLURM_ACTIVE, job_states, run_status
 from harness.suites import Resources, Suite, SuiteError, as_mapping, check_fields, parse_resources, read_yaml_mapping
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
@@ -122,6 +126,8 @@ def plan(suite: Suite) -> list[PlannedRun]:
             action, why = "skip", "finished"
         elif status.state == "diverged":
             action, why = "skip", "diverged; delete the run directory to run it again"
+        elif status.writer:
+            action, why = "skip", f"being written by {status.writer}"
         elif status.job_state in SLURM_ACTIVE:
             action, why = "skip", f"job {status.job_id} is {status.job_state.lower()}"
         elif (out / "checkpoint.pt").exists():
@@ -162,7 +168,8 @@ def make_executor(kind: str, folder: Path, suite_name: str, resources: Resources
 
     if kind not in EXECUTORS:
         raise SuiteError(f"unknown executor {kind!r}; valid choices: {', '.join(EXECUTORS)}")
-    executor = submitit.AutoExecutor(folder=folder, cluster=kind)
+    executor = submitit.AutoExecutor(folder=folder, cluster=kind, slurm_max_num_timeout=resources.max_timeouts,
+                                     slurm_python=f"{shlex.quote(sys.executable)} -u -m harness.preemption")
     params: dict[str, Any] = dict(name=f"flowbench-{suite_name}", timeout_min=resources.time_min, mem_gb=resources.mem_gb,
                                   cpus_per_task=resources.cpus, gpus_per_node=resources.gpus)
     if kind == "slurm":
@@ -211,6 +218,7 @@ def record_protocol(suite: Suite) -> None:
 class SweepResult:
     planned: list[PlannedRun]
     job_ids: list[str]
+    failed: list[str] = field(default_factory=list)  # "run: error line" of runs that failed or diverged
 
 
 def sweep(suite: Suite, executor: str = "local", profile: ClusterProfile | None = None, dry_run: bool = False,
@@ -220,6 +228,32 @@ def sweep(suite: Suite, executor: str = "local", profile: ClusterProfile | None 
         raise SuiteError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
     profile = profile or ClusterProfile()
     resources = parse_resources(profile.resources, f"cluster profile {profile.name}: resources", base=suite.resources)
+    check_devices(suite, executor, resources)
+    # one sweep of a suite at a time: two whose planning overlapped would both submit the same runs
+    with RunDirLock(suite.root, advice="another flowbench sweep of this suite is planning or running it; wait for "
+                                       "it, or see `flowbench status`"):
+        return _sweep(suite, executor, profile, resources, dry_run, wait, echo)
+
+
+def check_devices(suite: Suite, executor: str, resources: Resources) -> None:
+    """A run's device must exist where its job runs: here for local and debug jobs; on SLURM, a CUDA run
+    needs a job that asks for GPUs (this machine, often a login node, may have none)."""
+    from harness.run import resolve_device
+
+    for device in sorted({run.spec.device for run in suite.runs}):
+        if executor == "slurm":
+            if device.startswith("cuda") and resources.gpus < 1:
+                raise SuiteError(f"suite {suite.name}: device {device!r} needs resources.gpus >= 1 (jobs ask for "
+                                 f"{resources.gpus} GPUs)")
+            continue
+        try:
+            resolve_device(device)
+        except ValueError as e:
+            raise SuiteError(f"suite {suite.name}: {e} (the {executor} executor runs jobs on this machine)") from None
+
+
+def _sweep(suite: Suite, executor: str, profile: ClusterProfile, resources: Resources, dry_run: bool,
+           wait: bool | None, echo: Callable[[str], None]) -> SweepResult:
     planned = plan(suite)
     echo(f"suite {suite.name}: {len(planned)} runs under {suite.root}")
     echo(plan_table(planned))
@@ -266,7 +300,14 @@ def sweep(suite: Suite, executor: str = "local", profile: ClusterProfile | None 
         else:  # debug: runs here, now
             for job in jobs:
                 _result_or_error(job, echo)
-    return SweepResult(planned, [str(j.job_id) for j in jobs])
+    result = SweepResult(planned, [str(j.job_id) for j in jobs])
+    if executor != "slurm" or wait:  # every job has ended: say which runs failed, and why
+        submitted = [p for g in groups for unit in g for p in unit]
+        ended = [run_status(p.spec.out_dir(), p.name) for p in submitted]
+        result.failed = [f"{s.name}: {s.state}: {s.error or 'no summary'}" for s in ended if s.state in ("failed", "diverged")]
+        if result.failed:
+            echo(f"\n{len(result.failed)} of {len(submitted)} runs did not finish:\n  " + "\n  ".join(result.failed))
+    return result
 
 
 def _run_local(ex: Any, callables: list[RunJob], groups: list[list[list[PlannedRun]]], parallel: int, folder: Path,

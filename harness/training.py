@@ -163,6 +163,21 @@ class TrainingStep:
         torch._foreach_add_([self.sums[k] for k in metrics], list(metrics.values()))
 
     # -- metrics ---------------------------------------------------------------------------------
+    def non_finite_seeds(self) -> list[int]:
+        """Positions of the seeds whose losses since the last read, or whose parameters, are not finite
+        (one read back to the host). The unread sums hold every step since the last read — a NaN or inf
+        in any one of them stays in its sum — so the check covers every step without a sync per step."""
+        seeds = self.agent.num_seeds
+        flags = [torch.isfinite(p).reshape(seeds, -1).all(1) if p.dim() and p.shape[0] == seeds
+                 else torch.isfinite(p).all().expand(seeds)
+                 for m in self.agent.modules().values() for p in m.parameters()]
+        if self.sums:
+            flags.append(torch.isfinite(torch.stack(list(self.sums.values()))).all(0))
+        if not flags:
+            return []
+        finite = torch.stack(flags).all(0).cpu()
+        return [i for i, ok in enumerate(finite.tolist()) if not ok]
+
     def read_means(self) -> list[dict[str, float]]:
         """Each seed's metrics averaged since the last read (one read back to the host), then reset."""
         if self.sums is None or self.count == 0:

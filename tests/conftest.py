@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,25 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The single-node SLURM with fake GPUs and accounting; stopped at the end if this session started it.
+    If it cannot start, the tests that need it fail (they are never skipped)."""
+    from tests.helpers import REPO
+
+    result = subprocess.run(["bash", str(REPO / "slurm" / "start-local-cluster.sh")], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, f"SLURM did not start:\n{result.stdout}\n{result.stderr}"
+    match = re.search(r"export SLURM_CONF=(\S+)", result.stdout)
+    assert match, result.stdout
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = match.group(1)
+    yield match.group(1)
+    if previous is None:
+        os.environ.pop("SLURM_CONF")
+    else:
+        os.environ["SLURM_CONF"] = previous
+    if "already running" not in result.stderr:
+        subprocess.run(["bash", str(REPO / "slurm" / "stop-local-cluster.sh")], capture_output=True, timeout=120)

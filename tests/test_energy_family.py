@@ -81,7 +81,7 @@ def test_flowq_guidance_follows_the_critic_gradient_at_the_flow_endpoint(maze_da
 
 
 def test_flowq_rejects_an_unknown_schedule():
-    with pytest.raises(ValueError, match="unknown energy schedule"):
+    with pytest.raises(ValueError, match="config key 'schedule' must be one of t, t2, t2_over_1mt, got 'cosine'"):
         make_agent("flowq", 2, 2, small("flowq", schedule="cosine"))
 
 

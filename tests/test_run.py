@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
 
+from harness.files import load_checkpoint
 from harness.run import RunConfigMismatch, RunSpec, train, train_seeds
+from tests.helpers import flowbench
 
 
 def spec(tmp_path, name="run", **kw) -> RunSpec:
@@ -21,7 +21,7 @@ def spec(tmp_path, name="run", **kw) -> RunSpec:
 
 
 def final_params(run_dir) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
     return {f"{m}.{k}": v for m, sd in ckpt["agent"]["modules"].items() for k, v in sd.items()}
 
 
@@ -34,8 +34,8 @@ def test_resumed_run_matches_uninterrupted_run(minari_root, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert full["steps"] == resumed["steps"] == 40
-    ckpt_a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["agent"]
-    ckpt_b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["agent"]
+    ckpt_a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["agent"]
+    ckpt_b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["agent"]
     for name in ckpt_a["optimizers"]:
         for i, st in ckpt_a["optimizers"][name]["state"].items():
             for k, v in st.items():
@@ -71,11 +71,6 @@ def test_different_config_is_refused_and_nothing_changes(minari_root, tmp_path):
     with pytest.raises(RunConfigMismatch, match="expectile"):
         train(spec(tmp_path, steps=20, overrides={"hidden_dims": "64,64", "expectile": 0.9}))
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
-
-
-def flowbench(*args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
 
 
 @pytest.mark.parametrize("args, message", [

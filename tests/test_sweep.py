@@ -7,54 +7,23 @@ tests that need it fail (they are never skipped).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from harness.suites import SuiteError, load_suite, shipped_suites
+from tests.helpers import flowbench, sacct, wait_for, write_suite
 
 # One worker runs this file: its tests share module fixtures (see pyproject.toml).
 pytestmark = pytest.mark.xdist_group("sweep")
 
-REPO = Path(__file__).resolve().parent.parent
 TINY = dict(algorithms=["bc", "flow_bc"], datasets={"toy/bimodal-v0": {}}, seeds=2, steps=200, eval_every=100,
             eval_episodes=5, log_every=50, profile="cpu",
             resources=dict(gpus=1, cpus=1, mem_gb=1, time_min=10, array_parallelism=4))
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster():
-    """The single-node SLURM with fake GPUs and accounting; stopped at the end if this session started it."""
-    result = subprocess.run(["bash", str(REPO / "slurm" / "start-local-cluster.sh")], capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, f"SLURM did not start:\n{result.stdout}\n{result.stderr}"
-    match = re.search(r"export SLURM_CONF=(\S+)", result.stdout)
-    assert match, result.stdout
-    previous = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = match.group(1)
-    yield match.group(1)
-    if previous is None:
-        os.environ.pop("SLURM_CONF")
-    else:
-        os.environ["SLURM_CONF"] = previous
-    if "already running" not in result.stderr:
-        subprocess.run(["bash", str(REPO / "slurm" / "stop-local-cluster.sh")], capture_output=True, timeout=120)
-
-
-def write_suite(path: Path, name: str, **fields) -> Path:
-    path.write_text(yaml.safe_dump({"name": name, **fields}))
-    return path
-
-
-def flowbench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -64,20 +33,6 @@ def run_dirs(root: Path) -> list[Path]:
 def layout(root: Path) -> set[str]:
     """Relative paths of the run files (the submitit logs folder aside)."""
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".submitit" not in p.parts}
-
-
-def wait_for(condition, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def sacct(*args: str) -> str:
-    return subprocess.run(["sacct", "-n", "-P", *args], capture_output=True, text=True, timeout=30, check=True).stdout
 
 
 @pytest.fixture(scope="module")
@@ -205,20 +160,79 @@ def test_usr2_requeues_the_job_and_the_runs_continue(minari_root, slurm_cluster,
     assert "requeueing" in log.read_text()
 
 
+def squeue_state(job_id: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def test_usr2_in_a_jobs_first_second_requeues_it_and_never_fails_it(minari_root, slurm_cluster, tmp_path):
+    """SIGUSR2 while the job's Python is still starting (before submitit's handler exists) used to kill it
+    (FAILED); now it is a preemption: requeued, and the run finishes."""
+    suite = write_suite(tmp_path / "early.yaml", "early", algorithms=["bc"], datasets={"toy/bimodal-v0": {}}, seeds=[0],
+                        steps=300, eval_every=150, eval_episodes=3, log_every=50, profile="cpu",
+                        resources=dict(cpus=1, mem_gb=1, time_min=30, max_timeouts=7))
+    result = flowbench("sweep", str(suite), "--executor", "slurm", "--cluster-profile", "local-test",
+                       "--results", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = tmp_path / "early" / "bc" / "toy_bimodal-v0" / "seed0"
+    job = json.loads((run / "job.json").read_text())
+    log = Path(job["stdout"].replace("%j", job["job_id"]))
+    # submitit logs "Loading pickle" as its Python starts; then comes the import of torch, gymnasium and
+    # MuJoCo and the unpickling of the job, seconds in which no handler of submitit's exists yet
+    wait_for(lambda: log.exists() and "Loading pickle" in log.read_text(), 120, "the job's Python to start", poll=0.01)
+    for _ in range(6):
+        subprocess.run(["scancel", "--signal=USR2", job["job_id"]], capture_output=True, timeout=30)
+        time.sleep(0.2)
+    wait_for(lambda: (run / "summary.json").exists(), 300, "the requeued run to finish")
+    history = wait_for(lambda: (h := sacct("-D", "-X", "-j", job["job_id"], "-o", "JobID,State")) and "COMPLETED" in h
+                       and h, 60, "the job to end")
+    assert "FAILED" not in history and "REQUEUED" in history, history
+    assert list(pd.read_csv(run / "train.csv")["step"]) == [50, 100, 150, 200, 250, 300]
+    import submitit  # the time-out cap is the suite's max_timeouts, not submitit's 3
+
+    submission = submitit.SlurmJob(Path(job["folder"]), job["job_id"]).submission()
+    assert submission._timeout_countdown == 7
+
+
+def test_a_lock_left_by_another_nodes_job_counts_while_that_job_runs(minari_root, slurm_cluster, tmp_path):
+    """Where flock is per node, the recorded holder decides: its SLURM job still running → refused; ended → taken over."""
+    holder = subprocess.run(["sbatch", "--parsable", "-p", "debug", "-o", str(tmp_path / "holder.out"), "--wrap",
+                             "sleep 120"], capture_output=True, text=True, timeout=30, check=True).stdout.strip().split(";")[0]
+    try:
+        wait_for(lambda: squeue_state(holder) == "RUNNING", 300, "the holder job to start")
+        run = tmp_path / "run"
+        run.mkdir()
+        (run / ".lock").write_text(json.dumps({"pid": 4242, "host": "node-elsewhere", "job_id": holder,
+                                               "since": "2026-11-27 10:00:00"}))
+        args = ["run", "bc", "toy/bimodal-v0", "--steps", "20", "--eval-every", "10", "--eval-episodes", "2",
+                "--log-every", "10", "--profile", "cpu", "--out", str(run)]
+        refused = flowbench(*args)
+        assert refused.returncode == 2, refused.stderr
+        assert f"pid 4242 on node-elsewhere, SLURM job {holder}" in refused.stderr
+        assert "Traceback" not in refused.stderr and not (run / "config.json").exists()
+    finally:
+        subprocess.run(["scancel", holder], timeout=30)
+    wait_for(lambda: not squeue_state(holder), 60, "the holder job to end")
+    taken = flowbench(*args)
+    assert taken.returncode == 0, taken.stderr
+    assert (run / "summary.json").exists()
+
+
 def test_failing_run_shows_its_error_in_status(minari_root, slurm_cluster, tmp_path):
-    suite = write_suite(tmp_path / "broken.yaml", "broken", algorithms={"fql": {"overrides": {"q_agg": "median"}}},
+    # a CUDA run whose job asks for a (fake) GPU passes every check here, and fails on the node: no CUDA there
+    suite = write_suite(tmp_path / "broken.yaml", "broken", algorithms=["fql"], device="cuda",
                         datasets={"toy/bimodal-v0": {}}, seeds=[0], steps=50, eval_every=50, eval_episodes=2,
-                        profile="cpu", resources=dict(cpus=1, mem_gb=1, time_min=5))
+                        profile="cpu", resources=dict(gpus=1, cpus=1, mem_gb=1, time_min=5))
     result = flowbench("sweep", str(suite), "--executor", "slurm", "--cluster-profile", "local-test",
                        "--results", str(tmp_path), "--wait")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "failed" in result.stdout
+    assert result.returncode == 1, result.stdout + result.stderr  # it waited for a job that failed
+    assert "fql/toy_bimodal-v0/seed0: failed: ValueError: device 'cuda' asked for, but CUDA is not available" \
+        in result.stdout
     status = flowbench("status", str(tmp_path / "broken"))
     assert status.returncode == 0, status.stderr
     row = next(line for line in status.stdout.splitlines() if line.startswith("fql/toy_bimodal-v0/seed0"))
     run = tmp_path / "broken" / "fql" / "toy_bimodal-v0" / "seed0"
     assert " failed " in row and json.loads((run / "job.json").read_text())["job_id"] in row
-    assert "q_agg must be 'mean' or 'min', got 'median'" in status.stdout
+    assert "CUDA is not available here" in status.stdout
     assert "Traceback" in (run / "error.txt").read_text()
     # a sweep of it again submits it again (after an error), and a dry run says so and submits nothing
     dry = flowbench("sweep", str(suite), "--executor", "slurm", "--results", str(tmp_path), "--dry-run")
@@ -231,9 +245,12 @@ def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_pat
                         algorithms={"bc": {"overrides": {"lr": 1e30, "policy": "deterministic"}}},
                         eval_every=100, eval_episodes=2, log_every=10, profile="cpu", resources=dict(cpus=1))
     result = flowbench("sweep", str(suite), "--results", str(tmp_path))
-    assert result.returncode == 0 and "failed" in result.stdout, result.stdout + result.stderr
+    # every job failed: the sweep says which run, and why, and exits non-zero
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 of 1 runs did not finish" in result.stdout and "bc/toy_bimodal-v0/seed0: diverged" in result.stdout
     status = flowbench("status", str(tmp_path / "nan"))
-    assert "1 runs: 1 diverged" in status.stdout and "non-finite loss at step 10" in status.stdout, status.stdout
+    assert "1 runs: 1 diverged" in status.stdout and "non-finite loss or parameters by step 10" in status.stdout, \
+        status.stdout
     again = flowbench("sweep", str(suite), "--results", str(tmp_path), "--dry-run")
     assert "diverged; delete the run directory" in again.stdout and "0 runs to submit" in again.stdout
 
@@ -248,6 +265,12 @@ def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_pat
     (dict(seeds="two"), "seeds must be a count or a list"),
     (dict(resources={"gpu": 1}), "valid fields: gpus, cpus"),
     (dict(steps=0), "steps must be an integer >= 1"),
+    (dict(normalize_obs="no"), "normalize_obs must be true or false, got 'no'"),
+    (dict(algorithms={"bc": {"overrides": {"batch_size": -5}}}), "config key 'batch_size' must be > 0, got -5"),
+    (dict(algorithms={"bc": {"overrides": {"lr": float("inf")}}}), "config key 'lr' must be finite"),
+    (dict(device="gpu"), "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    (dict(device="cuda"), "CUDA is not available here"),  # the local executor runs the jobs on this machine
+    (dict(algorithms={"fql": {"overrides": {"q_agg": "median"}}}), "config key 'q_agg' must be one of mean, min"),
 ])
 def test_bad_suites_exit_2_and_write_nothing(minari_root, tmp_path, fields, message):
     suite = write_suite(tmp_path / "bad.yaml", "bad", **{**TINY, **fields})

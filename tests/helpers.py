@@ -1,0 +1,44 @@
+"""Small helpers shared by the test files: the real CLI in a subprocess, waiting, suite files, sacct."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def flowbench(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``flowbench ARGS`` as a user runs it: a new process, its exit code and output."""
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def start_flowbench(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``flowbench ARGS`` started in the background (text pipes for stdout and stderr)."""
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, poll: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def write_suite(path: Path, name: str, **fields: Any) -> Path:
+    path.write_text(yaml.safe_dump({"name": name, **fields}))
+    return path
+
+
+def sacct(*args: str) -> str:
+    return subprocess.run(["sacct", "-n", "-P", *args], capture_output=True, text=True, timeout=30, check=True).stdout
