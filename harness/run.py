@@ -410,18 +410,15 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
         step_fn()
         step = agent.step
         bar.update(1)
+        logging = step % spec.log_every == 0 or step == spec.steps
         evaluating = step % spec.eval_every == 0 or step == spec.steps
         saved = step % checkpoint_every == 0 or step == spec.steps
-        if evaluating or saved:  # never evaluate or save a diverged agent
+        if logging or evaluating or saved:  # never log, evaluate or save a diverged agent
             check_finite(step_fn, step, outs, seeds, bar)
-        if step % spec.log_every == 0 or step == spec.steps:
+        if logging:
             means = step_fn.read_means()  # the only read back to the host between evaluations
             for i, row in enumerate(means):
                 train_logs[i].write({"step": step, "seconds": elapsed(i), **row})
-            if not (evaluating or saved):
-                diverged = [i for i, row in enumerate(means) if not all(math.isfinite(v) for v in row.values())]
-                if diverged:
-                    stop_diverged(step, diverged, outs, seeds, bar)
         if evaluating:
             results = evaluate_seeds(agent, data, spec.eval_episodes, [s * 1000 + 10**6 for s in seeds])
             for i, result in enumerate(results):
@@ -461,13 +458,11 @@ class RunDiverged(FloatingPointError):
 
 
 def check_finite(step_fn: TrainingStep, step: int, outs: list[Path], seeds: list[int], bar: tqdm) -> None:
-    """Stops the run (``RunDiverged``) if any seed's losses since the last check, or its parameters, are not finite."""
+    """Stops the run (``RunDiverged``, an ``error.txt`` per diverged seed) if any seed's losses since the last
+    read, or its parameters, are not finite."""
     diverged = step_fn.non_finite_seeds()
-    if diverged:
-        stop_diverged(step, diverged, outs, seeds, bar)
-
-
-def stop_diverged(step: int, diverged: list[int], outs: list[Path], seeds: list[int], bar: tqdm) -> None:
+    if not diverged:
+        return
     bar.close()
     message = (f"diverged: non-finite loss or parameters by step {step} in seed(s) "
                f"{', '.join(str(seeds[i]) for i in diverged)}; the last checkpoint (finite) is kept; lower the "

@@ -108,14 +108,14 @@ def run_status(run_dir: Path, name: str | None = None, states: dict[str, str] | 
     status = RunStatus(name or str(run_dir), run_dir, "pending", step, steps, score, (job or {}).get("job_id"))
     summary = read_json(run_dir / "summary.json")
     error_path = run_dir / ERROR_FILE
-    holder = current_holder(run_dir)
-    if holder is not None:
-        status.writer = holder.describe()
     if summary is not None:
         final = summary.get("final") or {}
         status.step = summary.get("steps", step)
         status.state = "done" if _finite(final.get("normalized_score")) and not non_finite_logs(run_dir) else "diverged"
         return status
+    holder = current_holder(run_dir)  # a finished run has no writer
+    if holder is not None:
+        status.writer = holder.describe()
     if error_path.exists():
         text = error_path.read_text()
         status.error = last_error_line(text)

@@ -39,7 +39,8 @@ import yaml
 
 from algos import REGISTRY, resolve_config
 from algos.base import UnknownAlgorithm
-from harness.data import check_reward_transform
+from harness import datasets
+from harness.data import OGBENCH_PREFIX, DatasetUnavailable, check_reward_transform, open_minari
 from harness.report import ReportProtocol, check_protocol
 from harness.run import RunSpec
 
@@ -98,8 +99,6 @@ class Suite:
 
     def datasets_to_build(self) -> dict[str, int | None]:
         """Local (buildable) datasets of the suite and their build sizes."""
-        from harness import datasets
-
         return {r.spec.dataset: r.transitions for r in self.runs if r.spec.dataset in datasets.BUILDERS}
 
 
@@ -184,10 +183,7 @@ def as_device(value: Any, where: str) -> str:
 def check_dataset_opens(dataset_id: str, where: str) -> None:
     """A local dataset must open (a broken file is found now, not in every job); one still to be built or
     downloaded is checked when the sweep builds it, or in its job."""
-    from harness import datasets
-    from harness.data import DatasetUnavailable, open_minari
-
-    if dataset_id.startswith("ogbench/") or not datasets.is_local(dataset_id):
+    if dataset_id.startswith(OGBENCH_PREFIX) or not datasets.is_local(dataset_id):
         return
     try:
         open_minari(dataset_id, download=False, build_missing=False)
@@ -202,9 +198,6 @@ def check_dataset_id(dataset_id: str, where: str) -> None:
     in its job and shows in ``flowbench status``.
     """
     from minari.dataset.minari_dataset import parse_dataset_id
-
-    from harness import datasets
-    from harness.data import OGBENCH_PREFIX
 
     if dataset_id.startswith(OGBENCH_PREFIX):
         return
@@ -281,8 +274,6 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
             check_fields(ds_entry, DATASET_FIELDS, ds_where)
             transitions = ds_entry.get("transitions")
             if transitions is not None:
-                from harness import datasets
-
                 if dataset not in datasets.BUILDERS:
                     raise SuiteError(f"{ds_where}: 'transitions' applies only to datasets flowbench builds "
                                      f"({', '.join(sorted(datasets.BUILDERS))})")
