@@ -1,6 +1,7 @@
 """flowbench's algorithms: one readable file each, registered by name (see ``algos.base``)."""
 
 from algos.base import REGISTRY, Agent, AgentConfig, Batch, ConfigError, get_agent_class, make_agent, resolve_config
-from algos import bc, diffusion_ql, flow_bc, flowq, fql, ifql, iql, qipo, rebrac  # noqa: F401  (registration)
+from algos import (bc, cac, diffusion_ql, fawac, fbrac, flow_bc, flowq, fql, idql, ifql, iql, qipo,  # noqa: F401  (registration)
+                   rebrac, srpo)
 
 __all__ = ["REGISTRY", "Agent", "AgentConfig", "Batch", "ConfigError", "get_agent_class", "make_agent", "resolve_config"]

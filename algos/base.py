@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+import inspect
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -84,7 +86,8 @@ class AgentConfig:
 # hyperparameter of these algorithms is negative). Fields ending in ``_lr`` or ``_hidden_dims`` or
 # starting with ``num_`` must be > 0.
 POSITIVE_FIELDS = {"batch_size", "lr", "flow_steps", "diffusion_steps", "components", "actor_freq", "ema_every",
-                   "renew_every", "grad_norm", "max_weight", "actor_final_init_scale", "hidden_dims"}
+                   "renew_every", "grad_norm", "max_weight", "actor_final_init_scale", "hidden_dims", "sampling_steps",
+                   "noise_levels", "eps", "max_noise", "rho"}
 INTERVAL_FIELDS: dict[str, tuple[Callable[[float], bool], str]] = {
     "discount": (lambda v: 0 < v <= 1, "(0, 1]"), "tau": (lambda v: 0 < v <= 1, "(0, 1]"),
     "expectile": (lambda v: 0 < v < 1, "(0, 1)"), "ema_decay": (lambda v: 0 <= v <= 1, "[0, 1]")}
@@ -400,6 +403,50 @@ def register(cls: type[Agent]) -> type[Agent]:
 class UnknownAlgorithm(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
+
+
+# What the fields every family shares mean (a field's own trailing comment in its config class wins).
+COMMON_FIELD_MEANINGS = {
+    "reward_transform": "dataset rewards → training rewards (none, minus_one, iql_locomotion, cql_antmaze, "
+                        "standardize, times_100); set per benchmark by presets",
+    "discount": "γ", "tau": "Polyak rate of the target networks", "batch_size": "transitions per update",
+    "lr": "Adam learning rate of every network", "actor_lr": "Adam learning rate of the policy",
+    "critic_lr": "Adam learning rate of the critic", "value_lr": "Adam learning rate of the value network",
+    "hidden_dims": "hidden layer widths", "actor_hidden_dims": "hidden layer widths of the policy network(s)",
+    "value_hidden_dims": "hidden layer widths of the critic and value networks",
+    "layer_norm": "LayerNorm after each hidden activation (critic)", "actor_layer_norm": "the same in the policy",
+    "activation": "hidden activation ('gelu': tanh form, as flax)", "expectile": "τ of the in-sample value (IQL)",
+    "num_qs": "critic ensemble size", "max_weight": "clip of the advantage weights",
+}
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One config field as ``flowbench algos -v`` shows it."""
+
+    name: str
+    default: Any
+    choices: tuple[Any, ...]  # a Literal field's allowed values; () for any value of its type
+    meaning: str  # its trailing comment in the config class, else COMMON_FIELD_MEANINGS, else ""
+
+
+def describe(cls: type[Agent]) -> tuple[str, list[FieldDoc]]:
+    """An agent's one-paragraph summary (its module docstring's first paragraph, or its own class docstring
+    where one module holds several agents) and its config fields with their meanings and choices."""
+    module_doc = (inspect.getmodule(cls).__doc__ or "").strip()
+    summary = " ".join((cls.__dict__.get("__doc__") or module_doc).strip().split("\n\n")[0].split())
+    meanings = dict(COMMON_FIELD_MEANINGS)
+    for klass in reversed(cls.config_class.__mro__):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for match in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, re.MULTILINE):
+            meanings[match.group(1)] = match.group(2).strip()
+    hints = typing.get_type_hints(cls.config_class)
+    docs = [FieldDoc(f.name, f.default, typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is
+                     typing.Literal else (), meanings.get(f.name, "")) for f in fields(cls.config_class)]
+    return summary, docs
 
 
 def get_agent_class(name: str) -> type[Agent]:

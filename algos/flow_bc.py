@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from algos.base import Agent, AgentConfig, Batch, register
-from algos.flows import VelocityField, euler_sample, flow_matching_loss
+from algos.flows import VelocityField, flow_matching_loss, flow_policy_actions
 from algos.networks import Activation
 from algos.seeds import SeedRandom
 
@@ -59,5 +59,4 @@ class FlowBC(Agent):
         return {"flow_loss": self.policy_train_step(batch)}
 
     def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
-        noise = rng.randn((obs.shape[1], self.act_dim), dtype=obs.dtype)
-        return euler_sample(self.flow, obs, noise, self.config.flow_steps)
+        return flow_policy_actions(self.flow, obs, self.config.flow_steps, rng)

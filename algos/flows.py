@@ -67,6 +67,11 @@ def euler_sample(field: VelocityField, obs: torch.Tensor, noise: torch.Tensor, s
     return x.clamp(-1.0, 1.0) if clip else x
 
 
+def flow_policy_actions(field: VelocityField, obs: torch.Tensor, steps: int, rng: SeedRandom) -> torch.Tensor:
+    """One flow action per state ``[S, N, obs]``: K Euler steps from fresh noise drawn from ``rng``, clipped."""
+    return euler_sample(field, obs, rng.randn((obs.shape[1], field.act_dim), dtype=obs.dtype), steps)
+
+
 def best_of_n_flow_actions(field: VelocityField, q_value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                            obs: torch.Tensor, num_samples: int, steps: int, rng: SeedRandom) -> torch.Tensor:
     """Samples ``num_samples`` flow actions per state ``[S, N, obs]`` and keeps the one with the highest

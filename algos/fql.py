@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch.func import functional_call
@@ -27,6 +26,7 @@ from algos.base import FQL_CODE_ANTMAZE_REWARDS, Agent, AgentConfig, Batch, regi
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
 from algos.networks import Activation, Critic, MLP, soft_update
 from algos.seeds import SeedRandom, seed_mean
+from algos.td import QAggregation, td_critic_loss
 
 
 @dataclass
@@ -36,7 +36,7 @@ class FQLConfig(AgentConfig):
 
     alpha: float = 10.0  # distillation (BC) coefficient; tuned per task
     flow_steps: int = 10  # K, Euler steps of the BC flow (the distillation target)
-    q_agg: Literal["mean", "min"] = "mean"  # over the twin target critics
+    q_agg: QAggregation = "mean"  # over the twin target critics
     normalize_q_loss: bool = False
     discount: float = 0.99
     tau: float = 0.005
@@ -127,14 +127,10 @@ class FQL(Agent):
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """L_Q ``[S]`` with next actions from the one-step policy, and Q(s, a) ``[S, E, B]`` on the data."""
-        c = self.config
         with torch.no_grad():
             next_actions = self.onestep(batch.next_obs, self.noise(batch.obs.shape[1], batch.obs.dtype)).clamp(-1.0, 1.0)
-            next_qs = self.target_critic(batch.next_obs, next_actions)
-            next_q = next_qs.min(1).values if c.q_agg == "min" else next_qs.mean(1)
-            target = batch.rewards + c.discount * batch.masks * next_q
-        q = self.critic(batch.obs, batch.actions)
-        return seed_mean((q - target[:, None]) ** 2), q
+        return td_critic_loss(self.critic, self.target_critic, batch, next_actions, self.config.discount,
+                              self.config.q_agg)
 
     def policy_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """L_flow, L_distill (the K-step Euler target) and L_q, each ``[S]``: the policy update's three terms."""

@@ -241,5 +241,8 @@ class QIPO(Agent):
 
 @register
 class QIPODiff(QIPO):
+    """QIPO-Diff (Zhang, Zhang, Gu, ICLR 2025): QIPO's energy-weighted regression on a VP diffusion policy —
+    softmax(βQ) weights over a support set on the DDPM denoising loss instead of the flow-matching loss."""
+
     name = "qipo_diff"
     config_class = QIPODiffConfig

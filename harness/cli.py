@@ -69,8 +69,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_data_build(args: argparse.Namespace) -> int:
     from harness import datasets
 
+    already = (not args.force and datasets.is_local(args.name)
+               and datasets.build_settings(args.name) == datasets.requested_settings(args.name, args.transitions, args.seed))
     path = datasets.build(args.name, args.transitions, args.seed, force=args.force)
-    print(f"built {args.name} at {path}")
+    transitions = datasets.build_settings(args.name)["transitions"]
+    print(f"{'already built' if already else 'built'} {args.name} at {path}, {transitions} transitions")
     return 0
 
 
@@ -235,15 +238,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_algos(args: argparse.Namespace) -> int:
-    from dataclasses import fields
+    from algos.base import describe
 
     for name, cls in sorted(REGISTRY.items()):
-        print(f"{name}: {(cls.__module__ and sys.modules[cls.__module__].__doc__ or '').strip().splitlines()[0]}")
+        summary, docs = describe(cls)
+        print(f"{name}: {summary if args.verbose else summary.split('. ')[0].rstrip('.') + '.'}")
         if args.verbose:
-            for f in fields(cls.config_class):
-                print(f"    {f.name} = {f.default!r}")
+            for doc in docs:
+                choices = f"  (one of: {', '.join(map(str, doc.choices))})" if doc.choices else ""
+                meaning = f"  # {doc.meaning}" if doc.meaning else ""
+                print(f"    {doc.name} = {doc.default!r}{choices}{meaning}")
             for prof, vals in cls.profiles.items():
                 print(f"    profile {prof}: {vals}")
+            for pattern, vals in cls.presets:
+                print(f"    preset {pattern}: {vals}")
+            print()
     return 0
 
 
@@ -282,18 +291,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", metavar="S,S,...",
                    help="several seeds (e.g. 0,1,2,3 or 0-3) trained in this process as one batched model, each "
                         "in its own run directory")
-    p.add_argument("--steps", type=int, default=1_000_000)
-    p.add_argument("--eval-every", type=int, default=100_000)
-    p.add_argument("--eval-episodes", type=int, default=50)
-    p.add_argument("--log-every", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=1_000_000,
+                   help="gradient updates (default 1000000, the papers' length: hours on a GPU, days on a CPU; "
+                        "try --steps 3000 --profile cpu first)")
+    p.add_argument("--eval-every", type=int, default=100_000, help="updates between evaluations (default 100000)")
+    p.add_argument("--eval-episodes", type=int, default=50, help="episodes per evaluation (default 50)")
+    p.add_argument("--log-every", type=int, default=1000,
+                   help="updates between train.csv rows of averaged losses (default 1000)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="updates between checkpoints (default: at "
                                                                        "every evaluation)")
     p.add_argument("--out", help="run directory (default runs/ALGO/DATASET/seedS); with several seeds it must "
                                  "contain {seed}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an agent config field")
-    p.add_argument("--profile", help="named override set, e.g. 'cpu' (small networks for CPU runs)")
+    p.add_argument("--profile", help="named override set, e.g. 'cpu' (small networks for CPU runs; default: none, "
+                                     "the paper's sizes)")
     p.add_argument("--normalize-obs", action="store_true", help="standardise observations with dataset statistics")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="auto", help="auto (default: CUDA if available), cpu, cuda, cuda:1, ...")
     add_cuda_graph_option(p)
     add_tf32_option(p)
     p.set_defaults(func=cmd_run)
@@ -303,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--transitions", type=int, help="dataset size (default: the builder's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="rebuild if it exists")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even if built (needed to change the size or seed of a built dataset)")
     p.set_defaults(func=cmd_data_build)
     p = data.add_parser("list", help="buildable and local datasets")
     p.set_defaults(func=cmd_data_list)

@@ -64,7 +64,7 @@ class RunJob(submitit.helpers.Checkpointable):
                 self._requeue(submitit_handler)
             outs = [spec.out_dir() for spec in todo]
             try:
-                summaries.extend(train_seeds(todo, progress=False, should_stop=lambda: self._stop_signal is not None))
+                summaries.extend(train_seeds(todo, progress="lines", should_stop=lambda: self._stop_signal is not None))
             except RunInterrupted as stop:
                 print(f"{', '.join(map(str, outs))}: {stop}; requeueing", flush=True)
                 self._requeue(submitit_handler)

@@ -23,6 +23,36 @@ if TYPE_CHECKING:
 FIGURE_FORMATS = ("png", "pdf")
 CURVE_SEED = 0  # seaborn bootstraps the learning curves' CI bands; fixed so figures regenerate identically
 
+# One readable name and one colour per algorithm, the same in every figure (a test keeps this complete).
+# Other labels (a suite's own names, e.g. "fql-a3") keep their text and take the unused colours in turn.
+ALGORITHM_NAMES = {
+    "bc": "BC", "cac": "CAC", "diffusion_ql": "Diffusion-QL", "fawac": "FAWAC", "fbrac": "FBRAC", "flow_bc": "flow BC",
+    "flowq": "FlowQ", "fql": "FQL", "idql": "IDQL", "ifql": "IFQL", "iql": "IQL", "qipo": "QIPO",
+    "qipo_diff": "QIPO-Diff", "rebrac": "ReBRAC", "srpo": "SRPO",
+}
+PALETTE = sns.color_palette("tab10") + sns.color_palette("Dark2") + sns.color_palette("Set1")  # distinct hues
+AXIS_MARGIN = 0.05  # of the data's range on each side, so no mark sits on an axis edge
+
+
+def display_name(label: str) -> str:
+    return ALGORITHM_NAMES.get(label, label)
+
+
+def algorithm_colors(labels: list[str]) -> dict[str, tuple[float, float, float]]:
+    """Display name → colour for ``labels`` (algorithm names or suite labels): fixed per algorithm."""
+    colors = {name: PALETTE[i] for i, name in enumerate(ALGORITHM_NAMES.values())}
+    spare = PALETTE[len(colors):]
+    others = sorted({display_name(label) for label in labels} - set(colors))
+    colors.update({name: spare[i % len(spare)] for i, name in enumerate(others)})
+    return {display_name(label): colors[display_name(label)] for label in labels}
+
+
+def figure_order(labels: list[str]) -> list[str]:
+    """Display names in one fixed order: registered algorithms as listed above, then other labels."""
+    known = list(ALGORITHM_NAMES.values())
+    names = {display_name(label) for label in labels}
+    return [n for n in known if n in names] + sorted(names - set(known))
+
 
 def learning_curves(evals: pd.DataFrame, stem: Path, metric: str = "normalized_score") -> list[Path]:
     """One panel per dataset: ``metric`` against training step, a line per algorithm (mean, 95% CI over seeds).
@@ -31,10 +61,11 @@ def learning_curves(evals: pd.DataFrame, stem: Path, metric: str = "normalized_s
     """
     from harness.report import METRIC_TEXT, metric_values
 
-    data = evals.assign(value=metric_values(evals, metric))
+    data = evals.assign(value=metric_values(evals, metric), algorithm=evals["algo"].map(display_name))
     sns.set_theme(style="whitegrid", context="paper")
     datasets = data["dataset"].nunique()
-    grid = sns.relplot(data=data, x="step", y="value", hue="algo", col="dataset", kind="line", marker="o",
+    grid = sns.relplot(data=data, x="step", y="value", hue="algorithm", hue_order=figure_order(list(data["algo"])),
+                       palette=algorithm_colors(list(data["algo"].unique())), col="dataset", kind="line", marker="o",
                        errorbar=("ci", 95), seed=CURVE_SEED, col_wrap=min(datasets, 4),
                        facet_kws={"sharey": False, "sharex": False}, height=3.2, aspect=1.25)
     grid.set_titles("{col_name}")
@@ -51,13 +82,21 @@ def aggregate_intervals(result: Aggregates, stem: Path) -> list[Path]:
 
     order = sorted(result.algorithms, key=lambda a: result.estimates[a][0])
     # an algorithm without an interval (one run per task) is drawn as its point estimate alone
-    intervals = {a: np.vstack([result.estimates[a]] * 2) if result.intervals[a] is None else result.intervals[a]
-                 for a in order}
+    intervals = {display_name(a): np.vstack([result.estimates[a]] * 2) if result.intervals[a] is None
+                 else result.intervals[a] for a in order}
+    estimates = {display_name(a): result.estimates[a] for a in order}
     no_interval = any(result.intervals[a] is None for a in order)
     xlabel = METRIC_TEXT[result.metric] + (" (a line alone: one run per task, no interval)" if no_interval else "")
-    figure, _ = plot_utils.plot_interval_estimates(result.estimates, intervals, list(STATISTICS), algorithms=order,
-                                                   xlabel=xlabel, xlabel_y_coordinate=-0.25,
-                                                   row_height=max(0.37, 1.6 / len(order)))
+    figure, axes = plot_utils.plot_interval_estimates(estimates, intervals, list(STATISTICS),
+                                                      algorithms=[display_name(a) for a in order],
+                                                      colors=algorithm_colors(order), xlabel=xlabel,
+                                                      xlabel_y_coordinate=-0.25, row_height=max(0.37, 1.6 / len(order)))
+    for i, ax in enumerate(np.atleast_1d(axes)):  # room around the extreme marks
+        values = np.concatenate([np.ravel(v[:, i]) for v in intervals.values()]
+                                + [[e[i] for e in estimates.values()]])
+        low, high = float(values.min()), float(values.max())
+        pad = AXIS_MARGIN * ((high - low) or max(abs(high), 1.0))
+        ax.set_xlim(low - pad, high + pad)
     return save_figures(figure, stem)
 
 
@@ -68,8 +107,11 @@ def performance_profile(result: Aggregates, stem: Path) -> list[Path]:
     from harness.report import METRIC_TEXT
 
     figure, ax = plt.subplots(figsize=(7, 4.5))
-    plot_utils.plot_performance_profiles(result.profiles, result.taus, performance_profile_cis=result.profile_bands,
-                                         ax=ax, xlabel=rf"{METRIC_TEXT[result.metric]} ($\tau$)")
+    profiles = {display_name(a): v for a, v in result.profiles.items()}
+    bands = None if result.profile_bands is None else {display_name(a): v for a, v in result.profile_bands.items()}
+    plot_utils.plot_performance_profiles(profiles, result.taus, performance_profile_cis=bands, ax=ax,
+                                         colors=algorithm_colors(list(result.profiles)),
+                                         xlabel=rf"{METRIC_TEXT[result.metric]} ($\tau$)")
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return save_figures(figure, stem)
 
@@ -81,12 +123,16 @@ def probability_of_improvement(result: Aggregates, stem: Path) -> list[Path]:
     from harness.aggregate import PAIR_SEPARATOR
 
     order = sorted(result.improvement, key=lambda x: result.improvement[x])
-    pairs = {f"{x}{PAIR_SEPARATOR}{result.baseline}": result.improvement[x] for x in order}
-    intervals = {f"{x}{PAIR_SEPARATOR}{result.baseline}": np.array([result.improvement[x]] * 2)
+    baseline = display_name(result.baseline)
+    pairs = {f"{display_name(x)}{PAIR_SEPARATOR}{baseline}": result.improvement[x] for x in order}
+    intervals = {f"{display_name(x)}{PAIR_SEPARATOR}{baseline}": np.array([result.improvement[x]] * 2)
                  if result.improvement_intervals[x] is None else result.improvement_intervals[x] for x in order}
+    colors = algorithm_colors(order)
     figure, ax = plt.subplots(figsize=(4.5, max(2.0, 0.45 * len(order))))
     plot_utils.plot_probability_of_improvement(pairs, intervals, pair_separator=PAIR_SEPARATOR, ax=ax,
-                                               xlabel=f"P(X > {result.baseline})", xticks=[0, 0.25, 0.5, 0.75, 1.0])
+                                               colors=[colors[display_name(x)] for x in order],
+                                               xlabel=f"P(X > {baseline})", xticks=[0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlim(-AXIS_MARGIN, 1 + AXIS_MARGIN)  # a probability of 0 or 1 is drawn inside the frame
     return save_figures(figure, stem)
 
 

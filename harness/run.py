@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -278,7 +278,12 @@ def identity_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
     return "; ".join(parts)
 
 
-def train(spec: RunSpec, progress: bool | None = None,
+# How a run shows its progress: "bar" (tqdm), "lines" (one line per evaluation on stderr, for logs and
+# cluster jobs), "off", or "auto" (a bar on a terminal, lines otherwise).
+Progress = Literal["auto", "bar", "lines", "off"]
+
+
+def train(spec: RunSpec, progress: Progress = "auto",
           on_checkpoint: Callable[[int], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Runs (or resumes) ``spec`` to ``spec.steps`` and returns the summary (``train_seeds`` of one)."""
@@ -296,6 +301,9 @@ def check_seed_group(specs: Sequence[RunSpec]) -> None:
     negative = [seed for seed in seeds if seed < 0]
     if negative:
         raise ValueError(f"seeds must be non-negative integers, got {', '.join(map(str, negative))}")
+    for spec in specs:
+        if spec.out_dir().exists() and not spec.out_dir().is_dir():
+            raise ValueError(f"run directory {spec.out_dir()} is a file; give --out a directory path (new or a run's)")
     dirs = [str(s.out_dir().resolve()) for s in specs]
     if len(set(dirs)) != len(dirs):
         raise ValueError(f"several seeds would write to the same run directory ({', '.join(sorted(set(dirs)))}); "
@@ -308,7 +316,7 @@ def check_seed_group(specs: Sequence[RunSpec]) -> None:
                              f"seed {other.seed} differs in {', '.join(differs)}")
 
 
-def train_seeds(specs: Sequence[RunSpec], progress: bool | None = None,
+def train_seeds(specs: Sequence[RunSpec], progress: Progress = "auto",
                 on_checkpoint: Callable[[int], None] | None = None,
                 should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
     """Runs (or resumes) the seeds of one (algorithm, dataset, config) in this process as one batched
@@ -351,7 +359,7 @@ def train_seeds(specs: Sequence[RunSpec], progress: bool | None = None,
 
 def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: list[dict[str, Any] | None],
                  data: data_lib.OfflineData, agent_config: AgentConfig, device: torch.device,
-                 progress: bool | None, on_checkpoint: Callable[[int], None] | None,
+                 progress: Progress, on_checkpoint: Callable[[int], None] | None,
                  should_stop: Callable[[], bool] | None) -> list[dict[str, Any]]:
     """Seeds at the same step (all fresh, or all resumed from checkpoints of one step), as one agent."""
     spec = specs[0]
@@ -404,8 +412,12 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
 
     last_evals = [_last_eval(out) for out in outs]
     label = f"s{seeds[0]}" if len(seeds) == 1 else "seeds " + ",".join(map(str, seeds))
+    if progress == "auto":  # without a terminal (a log file, SLURM, a script): lines instead of a bar
+        progress = "bar" if sys.stderr.isatty() else "lines"
     bar = tqdm(total=spec.steps, initial=min(agent.step, spec.steps), desc=f"{spec.algo} {spec.dataset} {label}",
-               disable=(not sys.stderr.isatty()) if progress is None else not progress, dynamic_ncols=True)
+               disable=progress != "bar", dynamic_ncols=True)
+    progress_lines = progress == "lines"
+    start_step = agent.step
     while agent.step < spec.steps:
         step_fn()
         step = agent.step
@@ -425,6 +437,10 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
                 last_evals[i] = {"step": step, "seconds": elapsed(i), **result.row()}
                 eval_logs[i].write(last_evals[i])
             bar.set_postfix(score=" ".join(f"{r.normalized_score:.1f}" for r in results))
+            if progress_lines:
+                print(progress_line(f"{spec.algo} {spec.dataset} {label}", step, spec.steps, results,
+                                    (step - start_step) / (time.perf_counter() - start_time)),
+                      file=sys.stderr, flush=True)
         if saved:
             save_checkpoints()
         if should_stop is not None and step < spec.steps and should_stop():
@@ -451,6 +467,23 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
         previous_checkpoint(out / "checkpoint.pt").unlink(missing_ok=True)  # the final one is verified
         summaries.append(summary)
     return summaries
+
+
+def progress_line(name: str, step: int, steps: int, results: Sequence[Any], updates_per_second: float) -> str:
+    """``NAME: step 2500/10000 (25%), score 41.2, 38.5 updates/s, ETA 3m15s`` (one score per seed)."""
+    scores = " ".join(f"{r.normalized_score:.1f}" for r in results)
+    eta = (steps - step) / updates_per_second if updates_per_second > 0 else float("inf")
+    return (f"{name}: step {step}/{steps} ({100 * step / steps:.0f}%), score {scores}, "
+            f"{updates_per_second:.1f} updates/s, ETA {format_duration(eta)}")
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 class RunDiverged(FloatingPointError):

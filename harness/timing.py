@@ -64,6 +64,15 @@ WHAT_SCALES = {
     "qipo_diff": "the support set, as QIPO, with K DDPM steps",
     "diffusion_ql": "the Q term's action comes through all K reverse steps with backpropagation (K forward + K "
                     "backward passes); the full update adds K forward passes of the EMA policy for the critic",
+    "fbrac": "the Q term's action comes through all K Euler steps with backpropagation (K forward + K backward "
+             "passes); the full update adds K forward passes for the critic's next actions",
+    "fawac": "the advantage weights' policy sample (K Euler steps, forward only); the full update adds K forward "
+             "passes for the critic's next actions",
+    "idql": "nothing in the update (DDPM BC + IQL critic); acting samples N = 32 candidates of K reverse steps",
+    "cac": "the Q term's action comes through all K consistency steps with backpropagation, next to the two "
+           "passes of the consistency loss; the full update adds K forward passes for the critic's next actions",
+    "srpo": "nothing: one pass of the behaviour model's noise predictor at a noised policy action, whatever K; "
+            "acting is the deterministic actor",
 }
 # Dimensions of D4RL antmaze (29-D observations, 8-D actions): a typical task of these papers.
 OBS_DIM, ACT_DIM = 29, 8

@@ -84,3 +84,15 @@ def slurm_cluster():
         os.environ["SLURM_CONF"] = previous
     if "already running" not in result.stderr:
         subprocess.run(["bash", str(REPO / "slurm" / "stop-local-cluster.sh")], capture_output=True, timeout=120)
+
+
+# The fast subset for local iteration is `python -m pytest -q -m "not slow"`; CI runs everything. Slow:
+# whatever runs the real SLURM cluster (marked here, by fixture), learning checks, kill/requeue/disk-full
+# scenarios and the demo (marked where they are defined).
+SLOW_FIXTURES = {"slurm_cluster", "tiny_slurm"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -88,3 +88,16 @@ def test_iql_antmaze_preset_and_override_order():
     assert resolve_config("iql", dataset_id=antmaze).temperature == 10.0
     assert resolve_config("iql", {"expectile": 0.8}, dataset_id=antmaze).expectile == 0.8
     assert resolve_config("iql", dataset_id="mujoco/hopper/medium-v0").expectile == 0.7
+
+
+def test_algos_verbose_explains_fields_choices_and_presets(capsys):
+    from harness.cli import main
+
+    assert main(["algos", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "q_agg = 'mean'  (one of: mean, min)  # over the twin target critics" in out
+    assert "discount = 0.99  # γ" in out and "preset D4RL/antmaze/large-*: {'alpha': 3.0}" in out
+    blocks = {block.split(":")[0]: block for block in out.split("\n\n") if block.strip()}
+    assert set(blocks) == set(REGISTRY)
+    assert blocks["qipo_diff"].startswith("qipo_diff: QIPO-Diff") and blocks["qipo"].startswith("qipo: QIPO:")
+    assert "schedule = 't'  (one of: t, t2, t2_over_1mt)" in blocks["flowq"]

@@ -17,6 +17,7 @@ from harness.data import (
     flatten_observations,
     load,
 )
+from harness.cli import main
 from harness.envs import POINTMAZE_GOAL, bimodal_reward
 from tests.conftest import MAZE_TRANSITIONS, TOY_TRANSITIONS
 
@@ -134,7 +135,20 @@ def test_failed_download_points_at_data_build(minari_root):
 
 
 def test_build_is_atomic_and_refuses_overwrite(minari_root):
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(FileExistsError, match=rf"transitions {TOY_TRANSITIONS} \(asked: 100\).*--force"):
         datasets.build("toy/bimodal-v0", 100)
     assert len(load("toy/bimodal-v0")) == TOY_TRANSITIONS
     assert not [p for p in minari_root.iterdir() if p.name.startswith(".staging")]
+
+
+def test_data_build_twice_with_the_same_settings_rebuilds_nothing(minari_root, capsys):
+    files = sorted((minari_root / "toy" / "bimodal-v0").rglob("*"))
+    stamps = [(f, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    assert main(["data", "build", "toy/bimodal-v0", "--transitions", str(TOY_TRANSITIONS)]) == 0
+    assert f"already built toy/bimodal-v0 at {minari_root / 'toy' / 'bimodal-v0'}, {TOY_TRANSITIONS} transitions" \
+        in capsys.readouterr().out
+    assert [(f, f.stat().st_mtime_ns) for f, _ in stamps] == stamps
+    # other settings without --force: exit 2 naming the difference, nothing touched
+    assert main(["data", "build", "toy/bimodal-v0", "--transitions", str(TOY_TRANSITIONS), "--seed", "3"]) == 2
+    assert "seed 0 (asked: 3)" in capsys.readouterr().err
+    assert [(f, f.stat().st_mtime_ns) for f, _ in stamps] == stamps

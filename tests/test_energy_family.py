@@ -196,7 +196,7 @@ RETUNE_OPEN = {"fql", "diffusion_ql"}
 
 
 def panel_marks(i: int, panel) -> list:
-    marks = [pytest.mark.xdist_group(f"toy-panel-{i}")]
+    marks = [pytest.mark.xdist_group(f"toy-panel-{i}"), pytest.mark.slow]
     if panel.algo in RETUNE_OPEN:
         marks.append(pytest.mark.xfail(reason="issue 14: toy settings not yet retuned for the reference layout"))
     return marks

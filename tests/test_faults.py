@@ -77,6 +77,7 @@ def test_a_lock_whose_holder_died_is_taken_over(minari_root, tmp_path):
     assert json.loads((out / "config.json").read_text())["resumed_from_step"] > 0
 
 
+@pytest.mark.slow
 def test_two_sweeps_of_one_suite_never_run_a_run_twice(minari_root, tmp_path):
     from tests.helpers import write_suite
 
@@ -114,6 +115,7 @@ print(json.dumps({"rc": [first.returncode, second.returncode], "stderr": [first.
 """
 
 
+@pytest.mark.slow
 def test_a_full_disk_says_so_and_leaves_no_temporaries(minari_root, tmp_path):
     """A 1 MiB tmpfs holds config.json and the logs but not FQL's first checkpoint (~6 MB)."""
     mount = tmp_path / "small-disk"
@@ -262,6 +264,7 @@ def test_a_stale_record_of_this_machine_does_not_block(tmp_path):
 
 # -- the fault-injection script, short form -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_random_kills_lose_and_repeat_nothing(minari_root, tmp_path):
     from tests import fault_injection
 

@@ -9,6 +9,8 @@ from algos import make_agent, resolve_config
 from harness.data import TransitionBuffer
 from harness.evaluation import evaluate
 
+pytestmark = pytest.mark.slow  # every test here trains an agent until it has learned
+
 
 def trained(name: str, data, steps: int, **overrides):
     torch.manual_seed(0)

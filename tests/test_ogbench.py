@@ -17,7 +17,7 @@ from harness.evaluation import evaluate
 from tests.test_evaluation import FixedPolicy
 
 # One worker runs this file: its tests share module fixtures (see pyproject.toml).
-pytestmark = pytest.mark.xdist_group("ogbench")
+pytestmark = [pytest.mark.xdist_group("ogbench"), pytest.mark.slow]  # builds OGBench play data
 
 DATASET = "local/ogbench/cube-single-v0"
 TRANSITIONS = 1_500  # one full 1000-step episode and a cut one; seed 0 reaches the task goal in it

@@ -348,6 +348,41 @@ def test_plot_writes_learning_curves_and_aggregate_plots_as_png_and_pdf(results,
         assert (tmp_path / "figures" / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
 
 
+def test_every_figure_gives_an_algorithm_one_readable_name_and_colour_with_room_around_the_marks(results, tmp_path,
+                                                                                                  monkeypatch):
+    from algos import REGISTRY
+    from harness import plots
+    from harness.aggregate import aggregate
+    from harness.report import load_results
+
+    assert set(plots.ALGORITHM_NAMES) == set(REGISTRY)
+    everyone = plots.algorithm_colors(sorted(REGISTRY) + ["fql-a3", "my_variant"])
+    assert len(set(everyone.values())) == len(everyone)  # no two alike
+    assert plots.algorithm_colors(["iql", "diffusion_ql"]) == {"IQL": everyone["IQL"], "Diffusion-QL": everyone["Diffusion-QL"]}
+    evals, final = load_results(results)
+    figures = {}
+
+    def keep_open(figure, stem, *args, **kwargs):  # the figures as drawn, to read their axes
+        figures[stem.name] = figure
+        return []
+
+    monkeypatch.setattr(plots, "save_figures", keep_open)
+    plots.plot_results(evals, aggregate(final, reps=200), tmp_path)
+    for name in ("learning_curves", "aggregate_intervals", "performance_profile", "probability_of_improvement"):
+        texts = set()
+        for ax in figures[name].axes:
+            texts |= {t.get_text() for t in ax.get_yticklabels()} | set(ax.get_legend_handles_labels()[1])
+            texts |= {t.get_text() for t in ax.get_legend().get_texts()} if ax.get_legend() else set()
+        texts |= {t.get_text() for legend in figures[name].legends for t in legend.get_texts()}
+        assert "flow BC" in texts and "flow_bc" not in texts, (name, texts)
+    for ax in figures["aggregate_intervals"].axes:  # every mark strictly inside the frame
+        low, high = ax.get_xlim()
+        ends = [x for patch in ax.patches for x in (patch.get_x(), patch.get_x() + patch.get_width())]
+        assert low < min(ends) and max(ends) < high
+    low, high = figures["probability_of_improvement"].axes[0].get_xlim()
+    assert low < 0 and high > 1
+
+
 def test_plot_draws_learning_curves_when_no_task_can_be_aggregated_yet(damaged, capsys, tmp_path):
     # with K = 3 and two evaluations per run no run has a final score: nothing to aggregate, curves still drawn
     code, out, err = run_cli(capsys, "plot", damaged, "--final", "avg-last-3", "--out", tmp_path)
@@ -533,6 +568,7 @@ def test_published_numbers_sit_next_to_the_measured_ones(results):
     assert latex_problems(render_latex(score_table(final, published=True))) == []
 
 
+@pytest.mark.slow
 def test_demo_ends_with_its_table_aggregates_and_plots(minari_root, tmp_path):
     from harness.demo import run_demo
 

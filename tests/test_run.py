@@ -89,6 +89,14 @@ def test_bad_input_exits_nonzero_and_writes_nothing(minari_root, tmp_path, args,
     assert not out.exists()
 
 
+def test_out_naming_a_file_exits_2_and_leaves_it_alone(minari_root, tmp_path):
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+    result = flowbench("run", "bc", "toy/bimodal-v0", "--steps", "5", "--out", str(out))
+    assert result.returncode == 2 and "is a file; give --out a directory" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and out.read_text() == "mine"
+
+
 def test_cli_run_and_data_commands(minari_root, tmp_path):
     out = tmp_path / "cli"
     result = flowbench("run", "bc", "toy/bimodal-v0", "--steps", "20", "--eval-every", "10", "--eval-episodes", "4",
@@ -96,6 +104,10 @@ def test_cli_run_and_data_commands(minari_root, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "normalized score" in result.stdout
     assert (out / "summary.json").exists() and (out / "checkpoint.pt").exists()
+    # stderr is a pipe here, not a terminal: no bar, but one progress line per evaluation
+    lines = [line for line in result.stderr.splitlines() if line.startswith("bc toy/bimodal-v0 s0: step")]
+    assert [line.split(": step ")[1].split(" ")[0] for line in lines] == ["10/20", "20/20"], result.stderr
+    assert all("updates/s, ETA" in line and "score " in line for line in lines)
     report = flowbench("report", str(tmp_path), "--out", str(tmp_path / "table.md"))
     assert report.returncode == 0 and "toy/bimodal-v0" in report.stdout and "bc" in report.stdout
     assert "toy/bimodal-v0" in (tmp_path / "table.md").read_text()

@@ -320,7 +320,7 @@ def test_demo_suite_mirrors_flowbench_demo(minari_root, tmp_path):
         task = tasks[run.spec.dataset]
         assert (run.spec.steps, run.spec.eval_every, run.spec.eval_episodes, run.transitions) == \
                (task.steps, task.eval_every, task.eval_episodes, task.transitions)
-        assert run.spec.profile == "cpu" and run.spec.seed == 0 and run.spec.log_every == min(1000, task.eval_every)
+        assert run.spec.profile == "cpu" and run.spec.seed == 0 and run.spec.log_every == min(500, task.eval_every)
         assert run.spec.overrides == {}
 
 

@@ -75,16 +75,38 @@ def is_local(dataset_id: str) -> bool:
     return (Path(get_dataset_path(dataset_id)) / "data").exists()
 
 
-def build(dataset_id: str, transitions: int | None = None, seed: int = 0, force: bool = False) -> Path:
-    """Builds a registered dataset (atomically) and returns its directory."""
-    builder = get_builder(dataset_id)
-    n = builder.default_transitions if transitions is None else int(transitions)
+def build_settings(dataset_id: str) -> dict[str, int | None]:
+    """The settings a local dataset was built with: ``transitions`` and the builder's ``seed`` (None
+    where the dataset does not record it)."""
+    metadata = minari.load_dataset(dataset_id).storage.metadata
+    transitions = metadata.get("flowbench_transitions", metadata.get("total_steps"))
+    seed = metadata.get("flowbench_builder_seed")
+    return {"transitions": None if transitions is None else int(transitions), "seed": None if seed is None else int(seed)}
+
+
+def requested_settings(dataset_id: str, transitions: int | None = None, seed: int = 0) -> dict[str, int]:
+    """What ``build`` would build: the builder's default size unless ``transitions`` is given."""
+    n = get_builder(dataset_id).default_transitions if transitions is None else int(transitions)
     if n <= 0:
         raise ValueError(f"--transitions must be positive, got {n}")
+    return {"transitions": n, "seed": int(seed)}
+
+
+def build(dataset_id: str, transitions: int | None = None, seed: int = 0, force: bool = False) -> Path:
+    """Builds a registered dataset (atomically) and returns its directory. A dataset already built with
+    the same settings is left as it is; one built with other settings is rebuilt only with ``force``."""
+    builder = get_builder(dataset_id)
+    wanted = requested_settings(dataset_id, transitions, seed)
+    n = wanted["transitions"]
     target = Path(get_dataset_path(dataset_id))
     if is_local(dataset_id) and not force:
+        existing = build_settings(dataset_id)
+        if existing == wanted:
+            return target
+        differences = ", ".join(f"{k} {existing[k]} (asked: {wanted[k]})" for k in wanted if existing[k] != wanted[k])
         raise FileExistsError(
-            f"dataset {dataset_id!r} already exists at {target}; pass --force to rebuild it"
+            f"dataset {dataset_id!r} already exists at {target} with other settings: {differences}; "
+            f"pass --force to rebuild it"
         )
     root = minari_root()
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
@@ -92,6 +114,8 @@ def build(dataset_id: str, transitions: int | None = None, seed: int = 0, force:
         with _minari_root(staging), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             builder.build(dataset_id, n, seed)
+            minari.load_dataset(dataset_id).storage.update_metadata({"flowbench_transitions": n,
+                                                                     "flowbench_builder_seed": seed})
         built = staging / dataset_id
         namespace = parse_dataset_id(dataset_id)[0]
         if namespace is not None and namespace not in list_local_namespaces():

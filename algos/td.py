@@ -1,0 +1,53 @@
+"""The TD critic of the Q-learning agents whose next actions come from their own policy (FQL, FBRAC, FAWAC),
+and the agent shape FBRAC and FAWAC share: that critic next to a flow policy, trained by one Adam.
+
+y = r + γ m agg_i Q_φ̄ᵢ(s′, a′), agg = mean or min over the target ensemble; L_Q = mean_i (Q_φᵢ(s, a) − y)²,
+averaged over the heads as the FQL code does. ``next_actions`` are drawn by the caller without gradient.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import torch
+
+from algos.base import Agent, Batch
+from algos.flows import VelocityField
+from algos.networks import Critic
+from algos.seeds import seed_mean
+
+QAggregation = Literal["mean", "min"]
+
+
+def td_critic_loss(critic: Critic, target_critic: Critic, batch: Batch, next_actions: torch.Tensor, discount: float,
+                   q_agg: QAggregation = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_Q ``[S]``, Q(s, a) ``[S, E, B]``) for a batch ``[S, B, ...]`` and next actions ``[S, B, act]``."""
+    with torch.no_grad():
+        next_qs = target_critic(batch.next_obs, next_actions)
+        next_q = next_qs.min(1).values if q_agg == "min" else next_qs.mean(1)
+        target = batch.rewards + discount * batch.masks * next_q
+    q = critic(batch.obs, batch.actions)
+    return seed_mean((q - target[:, None]) ** 2), q
+
+
+class FlowTDAgent(Agent):
+    """A twin TD critic ``critic`` with its Polyak ``target_critic`` and a flow policy ``flow``, all trained by
+    one Adam at ``lr`` (the FQL code's single optimiser). The config has ``value_hidden_dims``,
+    ``actor_hidden_dims``, ``layer_norm`` (critic), ``actor_layer_norm``, ``activation`` and ``lr``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, config: Any, device: torch.device | str = "cpu", num_seeds: int = 1):
+        super().__init__(obs_dim, act_dim, config, device, num_seeds)
+        c, s = config, num_seeds
+        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.layer_norm, c.activation,
+                             seeds=s).to(self.device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
+                                  seeds=s).to(self.device)
+        self.opt = self.adam([*self.critic.parameters(), *self.flow.parameters()], c.lr)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"critic": self.critic, "target_critic": self.target_critic, "flow": self.flow}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"all": self.opt}
