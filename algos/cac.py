@@ -23,11 +23,10 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call
 
 from algos.base import (FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, ConfigError,
                         register)
-from algos.networks import MLP, Activation, Critic, soft_update
+from algos.networks import Activation, Critic, MLP, frozen_call, soft_update
 from algos.seeds import SeedRandom, seed_mean
 from algos.td import td_critic_loss
 
@@ -96,8 +95,7 @@ class ConsistencyPolicy(torch.nn.Module):
         z = rng.randn(actions.shape[1:], dtype=actions.dtype)
         low, high = self.levels[n], self.levels[n + 1]
         with torch.no_grad():
-            frozen = {k: v.detach() for k, v in self.named_parameters()}
-            target = functional_call(self, frozen, (obs, actions + low * z, low))
+            target = self(obs, actions + low * z, low)
         return seed_mean((self(obs, actions + high * z, high) - target) ** 2)
 
 
@@ -134,8 +132,7 @@ class CAC(Agent):
     def actor_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         bc_loss = self.actor.consistency_loss(batch.obs, batch.actions, self.rng)
         actions = self.actor.sample(batch.obs, self.config.sampling_steps, self.rng)
-        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-        q = functional_call(self.critic, frozen, (batch.obs, actions)).mean(1)
+        q = frozen_call(self.critic, batch.obs, actions).mean(1)
         q_loss = -seed_mean(q) / seed_mean(q.abs()).detach().clamp(min=1e-6)
         return {"bc": bc_loss, "q": q_loss}
 

@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from typing import Hashable, Literal
 
 import torch
-from torch.func import functional_call
 
 from algos.base import Agent, AgentConfig, Batch, register
 from algos.diffusion import NoisePredictor, VPSchedule, ddpm_sample, denoising_loss
-from algos.networks import Activation, Critic, soft_update
+from algos.networks import Activation, Critic, frozen_call, soft_update
 from algos.seeds import SeedRandom, seed_mean
 
 
@@ -158,8 +157,7 @@ class DiffusionQL(Agent):
         """L_diffusion and the normalised Q term (each ``[S]``), whose action comes through all K reverse steps."""
         bc_loss = denoising_loss(self.actor, self.schedule, batch.obs, batch.actions, self.rng)
         policy_actions = self.sample(self.actor, batch.obs, self.rng)  # gradient through all K steps
-        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-        q_pi = functional_call(self.critic, frozen, (batch.obs, policy_actions))
+        q_pi = frozen_call(self.critic, batch.obs, policy_actions)
         q_loss = -seed_mean(q_pi) / seed_mean(q_pi.abs()).detach().clamp(min=1e-6)
         return bc_loss, q_loss
 

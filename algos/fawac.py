@@ -67,16 +67,17 @@ class FAWAC(FlowTDAgent):
         with torch.no_grad():
             return flow_policy_actions(self.flow, obs, self.config.flow_steps, self.rng)
 
-    def advantage_weights(self, batch: Batch) -> torch.Tensor:
-        """w = min(exp(β (min_i Q(s, a) − min_i Q(s, a_π))), w_max) ``[S, B]``, a_π one flow sample."""
+    def advantage_weights(self, batch: Batch, q_data: torch.Tensor | None = None) -> torch.Tensor:
+        """w = min(exp(β (min_i Q(s, a) − min_i Q(s, a_π))), w_max) ``[S, B]``, a_π one flow sample;
+        ``q_data``: Q(s, a) ``[S, E, B]`` when the caller has it already (the critic loss computes it)."""
         c = self.config
         with torch.no_grad():
-            advantage = (self.critic(batch.obs, batch.actions).min(1).values
-                         - self.critic(batch.obs, self.sample_policy(batch.obs)).min(1).values)
+            q_data = self.critic(batch.obs, batch.actions) if q_data is None else q_data.detach()
+            advantage = q_data.min(1).values - self.critic(batch.obs, self.sample_policy(batch.obs)).min(1).values
             return torch.exp(c.temperature * advantage).clamp(max=c.max_weight)
 
-    def policy_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        weights = self.advantage_weights(batch)
+    def policy_loss(self, batch: Batch, q_data: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = self.advantage_weights(batch, q_data)
         return flow_matching_loss(self.flow, batch.obs, batch.actions, self.rng, weights), weights
 
     def policy_train_step(self, batch: Batch) -> torch.Tensor:
@@ -85,7 +86,7 @@ class FAWAC(FlowTDAgent):
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         critic_loss, q = td_critic_loss(self.critic, self.target_critic, batch, self.sample_policy(batch.next_obs),
                                         self.config.discount, self.config.q_agg)
-        policy_loss, weights = self.policy_loss(batch)
+        policy_loss, weights = self.policy_loss(batch, q)
         soft_update(self.target_critic, self.critic, self.config.tau)  # toward the pre-step critic (FQL code)
         self.minimize(self.opt, critic_loss + policy_loss)
         return {"critic_loss": critic_loss.detach(), "policy_loss": policy_loss.detach(),

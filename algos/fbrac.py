@@ -18,11 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call
 
 from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, AgentConfig, Batch, register
 from algos.flows import flow_matching_loss, flow_policy_actions
-from algos.networks import Activation, soft_update
+from algos.networks import Activation, frozen_call, soft_update
 from algos.seeds import SeedRandom, seed_mean
 from algos.td import FlowTDAgent, QAggregation, td_critic_loss
 
@@ -68,8 +67,7 @@ class FBRAC(FlowTDAgent):
         """L_flow and L_q ``[S]``; L_q's actions come from the K Euler steps with gradient (BPTT)."""
         flow_loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.rng)
         policy_actions = flow_policy_actions(self.flow, batch.obs, self.config.flow_steps, self.rng)  # with gradient
-        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-        q_pi = functional_call(self.critic, frozen, (batch.obs, policy_actions)).mean(1)
+        q_pi = frozen_call(self.critic, batch.obs, policy_actions).mean(1)
         q_loss = -seed_mean(q_pi)
         if self.config.normalize_q_loss:
             q_loss = q_loss / seed_mean(q_pi.abs()).detach()

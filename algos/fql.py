@@ -20,11 +20,10 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call
 
 from algos.base import FQL_CODE_ANTMAZE_REWARDS, Agent, AgentConfig, Batch, register
 from algos.flows import VelocityField, euler_sample, flow_matching_loss
-from algos.networks import Activation, Critic, MLP, soft_update
+from algos.networks import Activation, Critic, MLP, frozen_call, soft_update
 from algos.seeds import SeedRandom, seed_mean
 from algos.td import QAggregation, td_critic_loss
 
@@ -140,8 +139,7 @@ class FQL(Agent):
         policy_actions = self.onestep(batch.obs, z)
         distill_loss = seed_mean((policy_actions - self.distillation_target(batch.obs, z)) ** 2)
 
-        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-        q_pi = functional_call(self.critic, frozen, (batch.obs, policy_actions.clamp(-1.0, 1.0))).mean(1)
+        q_pi = frozen_call(self.critic, batch.obs, policy_actions.clamp(-1.0, 1.0)).mean(1)
         q_loss = -seed_mean(q_pi)
         if self.config.normalize_q_loss:
             q_loss = q_loss / seed_mean(q_pi.abs()).detach()

@@ -95,10 +95,12 @@ class IDQL(Agent):
         return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
                 "behaviour_loss": behaviour_loss.detach(), "q_mean": seed_mean(q).detach()}
 
-    def candidate_weights(self, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """w ``[S, N, k]`` for states ``[S, N, obs]`` and their candidates ``[S, N, k, act]``."""
+    def candidate_weights(self, obs: torch.Tensor, candidates: torch.Tensor,
+                          repeated: torch.Tensor | None = None) -> torch.Tensor:
+        """w ``[S, N, k]`` for states ``[S, N, obs]`` and their candidates ``[S, N, k, act]`` (``repeated``:
+        the states repeated k times, ``[S, N·k, obs]``, when the caller has them)."""
         s, n, k, _ = candidates.shape
-        repeated = obs.repeat_interleave(k, dim=1)
+        repeated = obs.repeat_interleave(k, dim=1) if repeated is None else repeated
         q = self.critic.q(repeated, candidates.reshape(s, n * k, -1)).min(1).values.reshape(s, n, k)
         return implicit_policy_weights(q, self.critic.value(obs)[..., None], self.config.expectile)
 
@@ -110,7 +112,7 @@ class IDQL(Agent):
         candidates = ddpm_sample(self.behaviour, self.schedule, repeated, noise, rng).reshape(s, n, k, self.act_dim)
         if k == 1:
             return candidates[:, :, 0]
-        weights = self.candidate_weights(obs, candidates)
+        weights = self.candidate_weights(obs, candidates, repeated)
         if c.action_selection == "argmax":
             chosen = weights.argmax(-1)
         else:

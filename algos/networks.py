@@ -16,6 +16,7 @@ from typing import Literal, Sequence, TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
@@ -206,3 +207,9 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging ``target ← (1 − τ) target + τ source`` (every seed at once)."""
     torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
+
+
+def frozen_call(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """``module(*inputs)`` with its parameters detached: gradients reach the inputs (a policy's actions)
+    but not the module (a critic evaluated in an actor's loss, when one optimiser holds both)."""
+    return functional_call(module, {k: v.detach() for k, v in module.named_parameters()}, inputs)

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from typing import Hashable
 
 import torch
-from torch.func import functional_call
 
 from algos.base import FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
-from algos.networks import Activation, Critic, MLP, soft_update
+from algos.networks import Activation, Critic, MLP, frozen_call, soft_update
 from algos.seeds import SeedRandom, per_seed, seed_mean
 
 
@@ -161,8 +160,7 @@ class ReBRAC(Agent):
         """(L_μ, its BC term), each ``[S]``; the critic gets no gradient from it."""
         c = self.config
         actions = self.actor(batch.obs)
-        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-        q_pi = functional_call(self.critic, frozen, (batch.obs, actions)).min(1).values  # [S, B]
+        q_pi = frozen_call(self.critic, batch.obs, actions).min(1).values  # [S, B]
         bc_loss = c.alpha_actor * seed_mean(((actions - batch.actions) ** 2).sum(-1))
         q_scale = per_seed(seed_mean(q_pi.abs()).detach(), q_pi)
         return -seed_mean(q_pi / q_scale) + bc_loss, bc_loss

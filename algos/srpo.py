@@ -20,12 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call
 
 from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
 from algos.diffusion import NoisePredictor, VPSchedule, denoising_loss
 from algos.iql import InSampleCritic
-from algos.networks import MLP, Activation
+from algos.networks import Activation, MLP, frozen_call
 from algos.seeds import SeedRandom, seed_mean
 
 
@@ -86,16 +85,14 @@ class SRPO(Agent):
         k = self.rng.randint(self.schedule.steps, actions.shape[1:-1])
         noise = self.rng.randn(actions.shape[1:], dtype=actions.dtype)
         noised = self.schedule.noised(actions, k, noise)
-        frozen = {name: p.detach() for name, p in self.behaviour.named_parameters()}
-        with torch.no_grad():
-            residual = functional_call(self.behaviour, frozen, (obs, noised, k)) - noise
+        with torch.no_grad():  # the residual is a constant: only a_k in the product carries gradient
+            residual = self.behaviour(obs, noised, k) - noise
         weight = (1.0 - self.schedule.alphas_cumprod[k])[..., None]
         return seed_mean(weight * residual * noised)
 
     def actor_loss(self, batch: Batch) -> torch.Tensor:
         actions = self.policy(batch.obs)
-        frozen = {name: p.detach() for name, p in self.critic.q.named_parameters()}
-        q = functional_call(self.critic.q, frozen, (batch.obs, actions)).min(1).values
+        q = frozen_call(self.critic.q, batch.obs, actions).min(1).values
         q_loss = -seed_mean(q)
         if self.config.normalize_q_loss:
             q_loss = q_loss / seed_mean(q.abs()).detach()

@@ -69,8 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_data_build(args: argparse.Namespace) -> int:
     from harness import datasets
 
-    already = (not args.force and datasets.is_local(args.name)
-               and datasets.build_settings(args.name) == datasets.requested_settings(args.name, args.transitions, args.seed))
+    already = not args.force and datasets.already_built(args.name, args.transitions, args.seed)
     path = datasets.build(args.name, args.transitions, args.seed, force=args.force)
     transitions = datasets.build_settings(args.name)["transitions"]
     print(f"{'already built' if already else 'built'} {args.name} at {path}, {transitions} transitions")

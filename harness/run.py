@@ -470,20 +470,11 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
 
 
 def progress_line(name: str, step: int, steps: int, results: Sequence[Any], updates_per_second: float) -> str:
-    """``NAME: step 2500/10000 (25%), score 41.2, 38.5 updates/s, ETA 3m15s`` (one score per seed)."""
+    """``NAME: step 2500/10000 (25%), score 41.2, 38.5 updates/s, ETA 03:15`` (one score per seed)."""
     scores = " ".join(f"{r.normalized_score:.1f}" for r in results)
     eta = (steps - step) / updates_per_second if updates_per_second > 0 else float("inf")
     return (f"{name}: step {step}/{steps} ({100 * step / steps:.0f}%), score {scores}, "
-            f"{updates_per_second:.1f} updates/s, ETA {format_duration(eta)}")
-
-
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+            f"{updates_per_second:.1f} updates/s, ETA {tqdm.format_interval(eta) if math.isfinite(eta) else '?'}")
 
 
 class RunDiverged(FloatingPointError):

@@ -92,6 +92,11 @@ def requested_settings(dataset_id: str, transitions: int | None = None, seed: in
     return {"transitions": n, "seed": int(seed)}
 
 
+def already_built(dataset_id: str, transitions: int | None = None, seed: int = 0) -> bool:
+    """Whether the local dataset exists, built with these settings (``build`` would leave it as it is)."""
+    return is_local(dataset_id) and build_settings(dataset_id) == requested_settings(dataset_id, transitions, seed)
+
+
 def build(dataset_id: str, transitions: int | None = None, seed: int = 0, force: bool = False) -> Path:
     """Builds a registered dataset (atomically) and returns its directory. A dataset already built with
     the same settings is left as it is; one built with other settings is rebuilt only with ``force``."""
@@ -99,10 +104,10 @@ def build(dataset_id: str, transitions: int | None = None, seed: int = 0, force:
     wanted = requested_settings(dataset_id, transitions, seed)
     n = wanted["transitions"]
     target = Path(get_dataset_path(dataset_id))
+    if not force and already_built(dataset_id, transitions, seed):
+        return target
     if is_local(dataset_id) and not force:
         existing = build_settings(dataset_id)
-        if existing == wanted:
-            return target
         differences = ", ".join(f"{k} {existing[k]} (asked: {wanted[k]})" for k in wanted if existing[k] != wanted[k])
         raise FileExistsError(
             f"dataset {dataset_id!r} already exists at {target} with other settings: {differences}; "
