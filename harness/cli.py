@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Sequence
 
@@ -39,6 +40,48 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise ValueError(f"--seeds names no seed: {text!r}")
     return seeds  # repeated or negative seeds: harness.run.check_seed_group says which
+
+
+SCALE_VARIABLE = "FLOWBENCH_SCALE"
+
+
+def step_scale() -> float:
+    """The factor in ``FLOWBENCH_SCALE`` (default 1): smoke tests such as tests/test_readme.py run the README's
+    commands as written with every step count, evaluation episode count and dataset size shrunk by it."""
+    text = os.environ.get(SCALE_VARIABLE, "").strip()
+    if not text:
+        return 1.0
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = float("nan")
+    if not 0 < factor <= 1:
+        raise ValueError(f"{SCALE_VARIABLE} must be a number in (0, 1], got {text!r}; unset it for full-size runs")
+    return factor
+
+
+def scale_arguments(args: argparse.Namespace, factor: float) -> None:
+    """Shrinks the sizes of ``run``, ``data build``, ``demo`` and ``toy-figure`` by ``factor`` (see
+    ``step_scale``); datasets keep at least 1000 transitions, as the demo's do."""
+    def shrink(n: int, minimum: int = 1) -> int:
+        return max(minimum, int(n * factor))
+
+    args.scale = factor
+    if factor == 1.0:
+        return
+    if args.command == "run":
+        args.steps, args.eval_every, args.log_every = shrink(args.steps), shrink(args.eval_every), shrink(args.log_every)
+        args.eval_episodes = shrink(args.eval_episodes)
+        if args.checkpoint_every is not None:
+            args.checkpoint_every = shrink(args.checkpoint_every)
+    elif args.command == "data" and args.data_command == "build":
+        from harness import datasets
+
+        size = args.transitions if args.transitions is not None else datasets.get_builder(args.name).default_transitions
+        args.transitions = shrink(size, minimum=1000)
+    elif args.command == "toy-figure":
+        args.samples = shrink(args.samples, minimum=50)
+    print(f"{SCALE_VARIABLE}={factor:g}: step counts, evaluation episodes and dataset sizes shrunk", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -103,14 +146,14 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 def cmd_toy_figure(args: argparse.Namespace) -> int:
     from harness.toy_figure import make_toy_figure
 
-    make_toy_figure(out=args.out, samples=args.samples, seed=args.seed)
+    make_toy_figure(out=args.out, samples=args.samples, seed=args.seed, scale=args.scale)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
-    run_demo(out=args.out, runs_dir=args.runs)
+    run_demo(out=args.out, runs_dir=args.runs, scale=args.scale)
     return 0
 
 
@@ -324,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.set_defaults(func=cmd_data_info)
 
-    p = sub.add_parser("demo", help="run every algorithm on small local datasets; table and plot under results/demo")
-    p.add_argument("--out", default="results/demo", help="where the table and plot go")
+    p = sub.add_parser("demo", help="run every algorithm on small local datasets; table and plots under "
+                                    "runs/demo/report")
+    p.add_argument("--out", help="where the evaluations, tables, aggregates and plots go (default RUNS/report; "
+                                 "--out results/demo regenerates the copy shipped in the repository)")
     p.add_argument("--runs", default="runs/demo", help="where the run directories go")
     p.set_defaults(func=cmd_demo)
 
@@ -424,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.run import RunConfigMismatch, RunDiverged
 
     try:
+        scale_arguments(args, step_scale())
         return args.func(args)
     except (*EXPECTED_ERRORS, DatasetUnavailable, UnknownDataset, RunConfigMismatch, RunLocked, CheckpointCorrupt) as e:
         print(f"flowbench: error: {e}", file=sys.stderr)

@@ -42,11 +42,14 @@ DEMO_TASKS = (
 )
 
 
-def run_demo(out: str | Path = "results/demo", runs_dir: str | Path = "runs/demo", scale: float = 1.0,
+def run_demo(out: str | Path | None = None, runs_dir: str | Path = "runs/demo", scale: float = 1.0,
              algos: list[str] | None = None) -> Path:
-    """Runs the demo grid, then writes its results (``write_results``) into ``out``; ``scale`` shrinks dataset
-    sizes, step counts and evaluation episodes (tests use a small one)."""
-    out, runs_dir = Path(out), Path(runs_dir)
+    """Runs the demo grid, then writes its results (``write_results``) into ``out`` (default ``runs_dir/report``,
+    where ``flowbench plot runs_dir`` writes; outside the checkout's tracked files, so a demo leaves the
+    commit that later runs record clean; ``--out results/demo`` regenerates the shipped copy). ``scale``
+    shrinks dataset sizes, step counts and evaluation episodes (tests use a small one)."""
+    runs_dir = Path(runs_dir)
+    out = Path(out) if out is not None else runs_dir / "report"
     for task in DEMO_TASKS:
         if not datasets.is_local(task.dataset):
             print(f"building {task.dataset} ({int(task.transitions * scale)} transitions) ...", flush=True)
@@ -86,7 +89,7 @@ def write_results(runs_dir: Path, out: Path) -> list[Path]:
     evals, final = load_results(runs_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = score_table(final)
-    note = "One seed (0), `cpu` profile, short schedules; regenerate with `flowbench demo`.\n\n"
+    note = "One seed (0), `cpu` profile, short schedules; regenerate with `flowbench demo --out results/demo`.\n\n"
     files = {"evals.csv": evals.to_csv(index=False), "table.md": note + render_markdown(table),
              "table.tex": render_latex(table)}
     for name, text in files.items():

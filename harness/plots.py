@@ -30,7 +30,10 @@ ALGORITHM_NAMES = {
     "flowq": "FlowQ", "fql": "FQL", "idql": "IDQL", "ifql": "IFQL", "iql": "IQL", "qipo": "QIPO",
     "qipo_diff": "QIPO-Diff", "rebrac": "ReBRAC", "srpo": "SRPO",
 }
-PALETTE = sns.color_palette("tab10") + sns.color_palette("Dark2") + sns.color_palette("Set1")  # distinct hues
+# tab10, then five colours far from all of its hues (black, gold, navy, teal, maroon): 15 algorithms, no two
+# alike; suite labels beyond them take Dark2's and Set1's.
+PALETTE = (sns.color_palette("tab10") + sns.color_palette(["#000000", "#f5c710", "#1a2a80", "#00796b", "#7a1f3d"])
+           + sns.color_palette("Dark2") + sns.color_palette("Set1"))
 AXIS_MARGIN = 0.05  # of the data's range on each side, so no mark sits on an axis edge
 
 
@@ -87,17 +90,29 @@ def aggregate_intervals(result: Aggregates, stem: Path) -> list[Path]:
     estimates = {display_name(a): result.estimates[a] for a in order}
     no_interval = any(result.intervals[a] is None for a in order)
     xlabel = METRIC_TEXT[result.metric] + (" (a line alone: one run per task, no interval)" if no_interval else "")
+    colors = algorithm_colors(order)
+    row_height = max(0.37, 1.6 / len(order))
+    # rliable places the label in figure coordinates: keep it about 0.65 inch below the axes at any height
+    label_y = 0.11 - 0.65 / (row_height * len(order))
     figure, axes = plot_utils.plot_interval_estimates(estimates, intervals, list(STATISTICS),
-                                                      algorithms=[display_name(a) for a in order],
-                                                      colors=algorithm_colors(order), xlabel=xlabel,
-                                                      xlabel_y_coordinate=-0.25, row_height=max(0.37, 1.6 / len(order)))
+                                                      algorithms=[display_name(a) for a in order], colors=colors,
+                                                      xlabel=xlabel, xlabel_y_coordinate=label_y, row_height=row_height)
     for i, ax in enumerate(np.atleast_1d(axes)):  # room around the extreme marks
         values = np.concatenate([np.ravel(v[:, i]) for v in intervals.values()]
                                 + [[e[i] for e in estimates.values()]])
         low, high = float(values.min()), float(values.max())
         pad = AXIS_MARGIN * ((high - low) or max(abs(high), 1.0))
         ax.set_xlim(low - pad, high + pad)
+        for row, algo in enumerate(order):
+            if result.intervals[algo] is None:
+                mark_point(ax, result.estimates[algo][i], row, colors[display_name(algo)])
     return save_figures(figure, stem)
+
+
+def mark_point(ax: plt.Axes, x: float, row: int, color) -> None:
+    """The algorithm's colour on an estimate that has no interval (rliable colours only the interval's bar,
+    which is empty then, and draws the estimate grey)."""
+    ax.plot([x], [row], marker="o", markersize=6, color=color, zorder=3, clip_on=False)
 
 
 def performance_profile(result: Aggregates, stem: Path) -> list[Path]:
@@ -133,6 +148,9 @@ def probability_of_improvement(result: Aggregates, stem: Path) -> list[Path]:
                                                colors=[colors[display_name(x)] for x in order],
                                                xlabel=f"P(X > {baseline})", xticks=[0, 0.25, 0.5, 0.75, 1.0])
     ax.set_xlim(-AXIS_MARGIN, 1 + AXIS_MARGIN)  # a probability of 0 or 1 is drawn inside the frame
+    for row, x in enumerate(order):
+        if result.improvement_intervals[x] is None:
+            mark_point(ax, result.improvement[x], row, colors[display_name(x)])
     return save_figures(figure, stem)
 
 

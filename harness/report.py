@@ -89,8 +89,11 @@ def runs_table(root: Path) -> pd.DataFrame:
     runs = pd.DataFrame(rows)
     twice = runs[runs.duplicated(["algo", "dataset", "seed"], keep=False)]
     if len(twice):
+        # typically runs/ itself, holding a suite's runs (runs/SUITE) beside `flowbench run`'s (runs/single)
+        tops = sorted({Path(run).parts[0] for run in twice["run"]})
         raise ValueError(f"{root} holds more than one run of the same algorithm, dataset and seed "
-                         f"({', '.join(twice['run'])}); report one suite's directory at a time")
+                         f"({', '.join(twice['run'].iloc[:4])}{', ...' if len(twice) > 4 else ''}); report one suite's "
+                         f"directory at a time: {', '.join(str(root / top) for top in tops)}")
     return runs
 
 

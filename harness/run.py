@@ -71,6 +71,9 @@ class RunInterrupted(Exception):
         self.step = step
 
 
+SINGLE_RUNS = "runs/single"  # where `flowbench run` puts a run without --out
+
+
 @dataclass
 class RunSpec:
     """What a run is. ``identity()`` is the part that must match to resume into a directory."""
@@ -93,7 +96,9 @@ class RunSpec:
     tf32: bool = True  # on CUDA, float32 matmuls in TF32 as the JAX reference code runs them
 
     def default_out(self) -> Path:
-        return Path("runs") / self.algo / self.dataset.replace("/", "_") / f"seed{self.seed}"
+        # runs/single, not runs/: a sweep's (and the demo's) runs go to runs/SUITE, so `report runs/single`
+        # reads the single runs and `report runs/demo` the demo's, each without the other
+        return Path(SINGLE_RUNS) / self.algo / self.dataset.replace("/", "_") / f"seed{self.seed}"
 
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else self.default_out()

@@ -42,7 +42,7 @@ from algos.base import UnknownAlgorithm
 from harness import datasets
 from harness.data import OGBENCH_PREFIX, DatasetUnavailable, check_reward_transform, open_minari
 from harness.report import ReportProtocol, check_protocol
-from harness.run import RunSpec
+from harness.run import SINGLE_RUNS, RunSpec
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "slurm" / "suites"
 
@@ -223,6 +223,9 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
     name = str(raw.get("name", path.stem))
     if not LABEL.match(name):
         raise SuiteError(f"{where}: name {name!r} must be letters, digits, '_', '-', '.' or '+'")
+    if name == Path(SINGLE_RUNS).name:
+        raise SuiteError(f"{where}: name {name!r} is taken: runs/{name}/ holds `flowbench run`'s runs without --out; "
+                         f"give the suite another name")
     for required in ("algorithms", "datasets"):
         if not raw.get(required):
             raise SuiteError(f"{where}: '{required}' is required and must not be empty")

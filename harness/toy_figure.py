@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +91,9 @@ def _panel_samples(panel: ToyPanel, samples: int, seed: int) -> pd.DataFrame:
 
 
 def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: int = 0,
-                    panels: tuple[ToyPanel, ...] = TOY_PANELS) -> Path:
-    """Trains every panel (one process per core), writes samples.csv, summary.md and toy_figure.png."""
+                    panels: tuple[ToyPanel, ...] = TOY_PANELS, scale: float = 1.0) -> Path:
+    """Trains every panel (one process per core), writes samples.csv, summary.md and toy_figure.png;
+    ``scale`` shrinks every panel's steps (smoke tests)."""
     from harness.plots import save_figure  # first: it selects the file-only backend
 
     import matplotlib.pyplot as plt
@@ -103,6 +104,7 @@ def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: 
     from harness.envs import BIMODAL_LOWER, BIMODAL_RADIUS, BIMODAL_UPPER
 
     out = Path(out)
+    panels = tuple(replace(panel, steps=max(1, int(panel.steps * scale))) for panel in panels)
     if not datasets.is_local(TOY_DATASET):
         datasets.build(TOY_DATASET)
     data = load(TOY_DATASET)

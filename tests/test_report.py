@@ -358,6 +358,9 @@ def test_every_figure_gives_an_algorithm_one_readable_name_and_colour_with_room_
     assert set(plots.ALGORITHM_NAMES) == set(REGISTRY)
     everyone = plots.algorithm_colors(sorted(REGISTRY) + ["fql-a3", "my_variant"])
     assert len(set(everyone.values())) == len(everyone)  # no two alike
+    # and no two of the registered algorithms' near-alike (tab10 + Dark2 had pairs 0.13 apart in RGB)
+    registered = [everyone[plots.display_name(a)] for a in REGISTRY]
+    assert min(np.linalg.norm(np.subtract(a, b)) for i, a in enumerate(registered) for b in registered[i + 1:]) > 0.2
     assert plots.algorithm_colors(["iql", "diffusion_ql"]) == {"IQL": everyone["IQL"], "Diffusion-QL": everyone["Diffusion-QL"]}
     evals, final = load_results(results)
     figures = {}
@@ -406,6 +409,17 @@ def test_bad_input_exits_2_and_writes_nothing(results, capsys, tmp_path, args, m
     code, out, err = run_cli(capsys, *[a.format(**places) for a in args], "--out", tmp_path / "out")
     assert code == 2 and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_runs_of_two_suites_under_one_root_are_refused_naming_each_suites_directory(results, capsys, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(results, root / "paper")
+    shutil.copytree(results / "bc", root / "single" / "bc")  # `flowbench run bc ...` of the same seeds
+    code, _, err = run_cli(capsys, "report", root)
+    assert code == 2 and "Traceback" not in err
+    assert f"report one suite's directory at a time: {root / 'paper'}, {root / 'single'}" in err, err
+    code, out, err = run_cli(capsys, "report", root / "single")
+    assert code == 0 and "bc" in out and "flow_bc" not in out, err
 
 
 # The shipped OGBench manipulation suite's protocol, on runs small enough for a test: one labelled algorithm
@@ -566,19 +580,3 @@ def test_published_numbers_sit_next_to_the_measured_ones(results):
     assert "bc (paper): published, not measured here: Park, Li, Levine (2025)" in markdown
     assert "(paper)" not in render_markdown(score_table(final))
     assert latex_problems(render_latex(score_table(final, published=True))) == []
-
-
-@pytest.mark.slow
-def test_demo_ends_with_its_table_aggregates_and_plots(minari_root, tmp_path):
-    from harness.demo import run_demo
-
-    out = run_demo(out=tmp_path / "demo", runs_dir=tmp_path / "runs", scale=0.01, algos=["bc", "flow_bc"])
-    names = {p.name for p in out.iterdir()}
-    assert {"evals.csv", "table.md", "table.tex", "aggregates.md", "aggregates.csv"} <= names
-    for stem in ["learning_curves", "aggregate_intervals", "performance_profile", "probability_of_improvement"]:
-        assert {f"{stem}.png", f"{stem}.pdf"} <= names
-    table = (out / "table.md").read_text()
-    assert "± n/a" in table and "± 0.0" not in table  # one seed: no spread, said so
-    assert "[n/a]" in (out / "aggregates.md").read_text()
-    assert latex_problems((out / "table.tex").read_text()) == []
-    assert len(pd.read_csv(out / "evals.csv")) == sum(len(pd.read_csv(p)) for p in (tmp_path / "runs").rglob("eval.csv"))

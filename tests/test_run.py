@@ -80,6 +80,9 @@ def test_different_config_is_refused_and_nothing_changes(minari_root, tmp_path):
     (["run", "bc", "toy/nothing-v0"], "toy/bimodal-v0"),
     (["run", "bc", "toy/bimodal-v0", "--profile", "huge"], "valid profiles: cpu"),
     (["run", "bc", "toy/bimodal-v0", "--steps", "0"], "--steps must be positive"),
+    (["run", "flowq", "toy/bimodal-v0", "--set", "schedule=t3"], "'schedule' must be one of t, t2, t2_over_1mt"),
+    *([(["run", "bc", "toy/bimodal-v0", "--device", "cuda"], "CUDA is not available here")]
+      if not torch.cuda.is_available() else []),
 ])
 def test_bad_input_exits_nonzero_and_writes_nothing(minari_root, tmp_path, args, message):
     out = tmp_path / "out"

@@ -271,9 +271,11 @@ def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_pat
     (dict(device="gpu"), "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     (dict(device="cuda"), "CUDA is not available here"),  # the local executor runs the jobs on this machine
     (dict(algorithms={"fql": {"overrides": {"q_agg": "median"}}}), "config key 'q_agg' must be one of mean, min"),
+    (dict(name="single"), "name 'single' is taken: runs/single/ holds `flowbench run`'s runs"),
 ])
 def test_bad_suites_exit_2_and_write_nothing(minari_root, tmp_path, fields, message):
-    suite = write_suite(tmp_path / "bad.yaml", "bad", **{**TINY, **fields})
+    fields = {**TINY, **fields}
+    suite = write_suite(tmp_path / "bad.yaml", fields.pop("name", "bad"), **fields)
     result = flowbench("sweep", str(suite), "--results", str(tmp_path / "results"))
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
