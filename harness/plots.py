@@ -89,7 +89,7 @@ def aggregate_intervals(result: Aggregates, stem: Path) -> list[Path]:
                  else result.intervals[a] for a in order}
     estimates = {display_name(a): result.estimates[a] for a in order}
     no_interval = any(result.intervals[a] is None for a in order)
-    xlabel = METRIC_TEXT[result.metric] + (" (a line alone: one run per task, no interval)" if no_interval else "")
+    xlabel = METRIC_TEXT[result.metric] + (" (a dot alone: one run per task, no interval)" if no_interval else "")
     colors = algorithm_colors(order)
     row_height = max(0.37, 1.6 / len(order))
     # rliable places the label in figure coordinates: keep it about 0.65 inch below the axes at any height
