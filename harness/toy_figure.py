@@ -16,11 +16,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
+import torch
+from tqdm.auto import tqdm
 
+from algos import make_agent, resolve_config
 from harness import datasets
-from harness.run import atomic_write_text
+from harness.data import TransitionBuffer, load
+from harness.envs import BIMODAL_LOWER, BIMODAL_RADIUS, BIMODAL_UPPER, bimodal_reward
+from harness.reporting.plots import save_figure
+from harness.files import atomic_write_text
 
 TOY_DATASET = "toy/bimodal-v0"
 
@@ -59,11 +67,6 @@ TOY_PANELS = (
 
 def train_toy_agent(panel: ToyPanel, data=None, seed: int = 0):
     """Trains one panel's agent on the toy (batch 256) and returns it."""
-    import torch
-
-    from algos import make_agent, resolve_config
-    from harness.data import TransitionBuffer, load
-
     data = data if data is not None else load(TOY_DATASET)
     config = resolve_config(panel.algo, panel.overrides, profile="cpu", dataset_id=TOY_DATASET)
     torch.manual_seed(seed)
@@ -77,10 +80,6 @@ def train_toy_agent(panel: ToyPanel, data=None, seed: int = 0):
 
 
 def _panel_samples(panel: ToyPanel, samples: int, seed: int) -> pd.DataFrame:
-    import torch
-
-    from harness.envs import bimodal_reward
-
     torch.set_num_threads(1)
     agent = train_toy_agent(panel, seed=seed)
     g = torch.Generator().manual_seed(seed + 1)
@@ -94,15 +93,6 @@ def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: 
                     panels: tuple[ToyPanel, ...] = TOY_PANELS, scale: float = 1.0) -> Path:
     """Trains every panel (one process per core), writes samples.csv, summary.md and toy_figure.png;
     ``scale`` shrinks every panel's steps (smoke tests)."""
-    from harness.plots import save_figure  # first: it selects the file-only backend
-
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-    from tqdm.auto import tqdm
-
-    from harness.data import load
-    from harness.envs import BIMODAL_LOWER, BIMODAL_RADIUS, BIMODAL_UPPER
-
     out = Path(out)
     panels = tuple(replace(panel, steps=max(1, int(panel.steps * scale))) for panel in panels)
     if not datasets.is_local(TOY_DATASET):

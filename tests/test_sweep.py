@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.suites import SuiteError, load_suite, shipped_suites
+from harness.cluster.suites import SuiteError, load_suite, shipped_suites
 from tests.helpers import flowbench, sacct, wait_for, write_suite
 
 # One worker runs this file: its tests share module fixtures (see pyproject.toml).
@@ -327,7 +327,7 @@ def test_demo_suite_mirrors_flowbench_demo(minari_root, tmp_path):
 
 
 def test_packed_jobs_and_profile_resources(minari_root, tmp_path):
-    from harness.sweep import job_groups, load_profile, plan
+    from harness.cluster.sweep import job_groups, load_profile, plan
 
     suite = load_suite(write_suite(tmp_path / "packed.yaml", "packed", **{**TINY, "resources": {"runs_per_job": 3}}),
                        tmp_path)
