@@ -44,11 +44,8 @@ class ToyPanel:
 QIPO_TOY_PHASES = {"bc_warmup_steps": 1500, "critic_warmup_steps": 500, "renew_every": 500}
 
 # h = t² accumulates 2.5× less guidance than h = t (Λ(1) = 1/30 against 1/12), so it gets 2.5× the λ.
-# FlowQ's velocity field is 3×256 here, not the cpu profile's 2×128: guidance moves the lower mode's
-# mass across the gap between the modes, and a 2×128 field is too smooth across that gap to finish
-# the move; with h = t, whose guidance weight t(1 − t)² has nearly vanished by t = 0.8, what is
-# still crossing late stays between the modes. h = t, 8000 steps, 1000 actions, seeds 0 and 1:
-# 2×128 scored 58 and 76 (20 % and 12 % off the support), 3×256 82 and 93 (7 % and 3 %).
+# FlowQ's velocity field is 3×256 here, not the cpu profile's 2×128, which is too smooth across the gap
+# between the modes to finish moving the lower mode's mass (measurements: results/toy/tuning.md).
 FLOWQ_TOY_FIELD = {"actor_hidden_dims": (256, 256, 256)}
 TOY_PANELS = (
     ToyPanel("BC (mixture)", "bc", 1500),
