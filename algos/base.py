@@ -16,7 +16,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, fields
-from typing import Any, Callable, ClassVar, Hashable, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, Hashable, Iterable, NamedTuple, Sequence
 
 import torch
 
@@ -64,6 +64,10 @@ class AgentConfig:
     def from_dict(cls, values: dict[str, Any]) -> "AgentConfig":
         """Builds a config, rejecting keys the algorithm does not have and coercing types."""
         unknown = sorted(set(values) - set(cls.field_names()))
+        for key in unknown:
+            renamed = renamed_key_message(cls, key)
+            if renamed:
+                raise ConfigError(renamed)
         if unknown:
             raise ConfigError(
                 f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}; "
@@ -82,12 +86,46 @@ class AgentConfig:
         return type(self).from_dict({**self.to_dict(), **changes})
 
 
+# One name per concept across every agent (issue 17), so that ``--set key=value`` means the same
+# everywhere. Keys that agents used to have, mapped to the keys that replaced them; a config refuses an
+# old key with a message naming the replacements it has (``renamed_key_message``), whether the key came
+# from ``--set``, a suite's ``overrides:`` or a preset.
+RENAMED_KEYS: dict[str, tuple[str, ...]] = {
+    "flow_steps": ("sampling_steps",),  # K, the sampler's steps (Euler, DDPM or consistency)
+    "diffusion_steps": ("sampling_steps",),
+    "hidden_dims": ("actor_hidden_dims", "value_hidden_dims"),  # policy-side | critic and value networks
+    "layer_norm": ("critic_layer_norm",),
+    "temperature": ("awr_temperature", "energy_scale"),  # AWR β (IQL, FAWAC) | β of exp(β Q) (QIPO)
+    "lr": ("actor_lr", "critic_lr", "value_lr"),
+    "lr_schedule": ("actor_lr_schedule", "critic_lr_schedule"),
+    "num_samples": ("num_candidates",),  # candidates drawn when acting
+}
+# Where an agent's old key meant another concept than the table says, by config class: Flow BC's one
+# ``layer_norm`` was its flow's (a policy network; it has no critic).
+RENAMED_KEYS_BY_CONFIG: dict[str, dict[str, tuple[str, ...]]] = {
+    "FlowBCConfig": {"layer_norm": ("actor_layer_norm",)},
+}
+
+
+def renamed_key_message(config_class: type[AgentConfig], key: str) -> str | None:
+    """Why ``key`` is refused if it is an old name of a key ``config_class`` has: "config key 'flow_steps'
+    was renamed to 'sampling_steps'". None for a key that was never renamed, or whose replacements this
+    config lacks (an agent that never had it: the plain unknown-key message)."""
+    table = {**RENAMED_KEYS, **RENAMED_KEYS_BY_CONFIG.get(config_class.__name__, {})}
+    replacements = [k for k in table.get(key, ()) if k in config_class.field_names()]
+    if not replacements:
+        return None
+    if len(replacements) == 1:
+        return f"config key {key!r} was renamed to {replacements[0]!r}"
+    names = ", ".join(repr(k) for k in replacements[:-1]) + f" and {replacements[-1]!r}"
+    return f"config key {key!r} was renamed to {names} (one per kind of network)"
+
+
 # Allowed ranges of numeric config fields, by field name; any other number must be finite and >= 0 (no
 # hyperparameter of these algorithms is negative). Fields ending in ``_lr`` or ``_hidden_dims`` or
 # starting with ``num_`` must be > 0.
-POSITIVE_FIELDS = {"batch_size", "lr", "flow_steps", "diffusion_steps", "components", "actor_freq", "ema_every",
-                   "renew_every", "grad_norm", "max_weight", "actor_final_init_scale", "hidden_dims", "sampling_steps",
-                   "noise_levels", "eps", "max_noise", "rho"}
+POSITIVE_FIELDS = {"batch_size", "sampling_steps", "components", "actor_freq", "ema_every", "renew_every",
+                   "grad_norm", "max_weight", "actor_final_init_scale", "noise_levels", "eps", "max_noise", "rho"}
 INTERVAL_FIELDS: dict[str, tuple[Callable[[float], bool], str]] = {
     "discount": (lambda v: 0 < v <= 1, "(0, 1]"), "tau": (lambda v: 0 < v <= 1, "(0, 1]"),
     "expectile": (lambda v: 0 < v < 1, "(0, 1)"), "ema_decay": (lambda v: 0 <= v <= 1, "[0, 1]")}
@@ -170,7 +208,7 @@ class Agent:
     - ``samples_flow_in_training``: whether ``update`` runs a flow/diffusion sampler.
     - ``policy_update_parts``: names of the losses that form "the policy update"; ``policy_step``
       takes one gradient step on exactly those (timing, harness/timing.py).
-    - ``steps_field``: the config field holding K, the number of flow/diffusion steps (or None).
+    - ``steps_field``: the config field holding K, the number of sampler steps (``sampling_steps``), or None.
     - ``profiles``: named override sets (``cpu``: the small profile for tests and CPU demos).
     - ``presets``: per-dataset overrides as ``(pattern, overrides)`` pairs, ``fnmatch`` patterns on
       the dataset id, applied in order (later ones win), e.g. FQL's alpha table.
@@ -279,18 +317,29 @@ class Agent:
             raise ValueError(f"cannot {what} with {self.num_seeds} seeds: give tensors a leading seed axis")
 
     # -- shared -------------------------------------------------------------------------------
-    def adam(self, params: Any, lr: float) -> torch.optim.Optimizer:
-        """Adam as every agent uses it. On CUDA: fused (one kernel reads each parameter, gradient and moment
-        once — the foreach version makes about a dozen passes, which dominates a step of several batched
-        seeds), capturable (its step count on the GPU, so the update can be replayed as a CUDA graph), with
-        the learning rate as a tensor (schedules change it in place, without a host sync)."""
+    def adam(self, params: Iterable[torch.nn.Parameter] | Sequence[tuple[Iterable[torch.nn.Parameter], float]],
+             lr: float | None = None) -> torch.optim.Optimizer:
+        """Adam as every agent uses it, over ``params`` at ``lr``, or over parameter groups given as
+        ``(params, lr)`` pairs (one Adam for several networks, each network at its own learning rate: Adam's
+        update of a parameter does not depend on its group, so this is the single-lr Adam when they agree).
+        On CUDA: fused (one kernel reads each parameter, gradient and moment once — the foreach version
+        makes about a dozen passes, which dominates a step of several batched seeds), capturable (its step
+        count on the GPU, so the update can be replayed as a CUDA graph), with each learning rate as a
+        tensor (schedules change it in place, without a host sync)."""
+        if lr is None:
+            groups = [{"params": list(group_params), "lr": group_lr} for group_params, group_lr in params]
+        else:
+            groups = [{"params": list(params), "lr": lr}]
         if self.device.type == "cuda":
-            return torch.optim.Adam(params, lr=torch.tensor(lr, device=self.device), capturable=True, fused=True)
-        return torch.optim.Adam(params, lr=lr)
+            for group in groups:
+                group["lr"] = torch.tensor(group["lr"], device=self.device)
+            return torch.optim.Adam(groups, lr=groups[0]["lr"], capturable=True, fused=True)
+        return torch.optim.Adam(groups, lr=groups[0]["lr"])
 
     @staticmethod
     def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-        """Sets a learning rate without a host sync (in place where it is a tensor)."""
+        """Sets the learning rate of every parameter group of ``optimizer`` without a host sync (in place
+        where it is a tensor)."""
         for group in optimizer.param_groups:
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(lr)
@@ -405,18 +454,27 @@ class UnknownAlgorithm(KeyError):
         return str(self.args[0])
 
 
-# What the fields every family shares mean (a field's own trailing comment in its config class wins).
+# What the fields every family shares mean (a field's own trailing comment in its config class wins): the
+# shared vocabulary of issue 17, one name per concept (README, "Config vocabulary").
 COMMON_FIELD_MEANINGS = {
     "reward_transform": "dataset rewards → training rewards (none, minus_one, iql_locomotion, cql_antmaze, "
                         "standardize, times_100); set per benchmark by presets",
     "discount": "γ", "tau": "Polyak rate of the target networks", "batch_size": "transitions per update",
-    "lr": "Adam learning rate of every network", "actor_lr": "Adam learning rate of the policy",
-    "critic_lr": "Adam learning rate of the critic", "value_lr": "Adam learning rate of the value network",
-    "hidden_dims": "hidden layer widths", "actor_hidden_dims": "hidden layer widths of the policy network(s)",
+    "sampling_steps": "K, steps of the policy's sampler (Euler steps of a flow, DDPM denoising steps, "
+                      "consistency-model steps)",
+    "actor_lr": "Adam learning rate of the policy-side networks", "critic_lr": "Adam learning rate of the critic",
+    "value_lr": "Adam learning rate of the value network V",
+    "actor_lr_schedule": "cosine: the policy's lr decays to 0 over the run | constant",
+    "critic_lr_schedule": "cosine: the critic's lr decays to 0 over the run | constant",
+    "actor_hidden_dims": "hidden layer widths of the policy-side network(s)",
     "value_hidden_dims": "hidden layer widths of the critic and value networks",
-    "layer_norm": "LayerNorm after each hidden activation (critic)", "actor_layer_norm": "the same in the policy",
+    "critic_layer_norm": "LayerNorm after each hidden activation of the critic and value networks",
+    "actor_layer_norm": "LayerNorm after each hidden activation of the policy-side network(s)",
     "activation": "hidden activation ('gelu': tanh form, as flax)", "expectile": "τ of the in-sample value (IQL)",
     "num_qs": "critic ensemble size", "max_weight": "clip of the advantage weights",
+    "awr_temperature": "β, the inverse temperature of the advantage weights exp(β A)",
+    "energy_scale": "λ (β), the inverse temperature of the target π ∝ π_β exp(λ Q)",
+    "num_candidates": "N, actions drawn per state when acting, the best (or one by weight) taken",
 }
 
 

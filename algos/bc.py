@@ -32,9 +32,9 @@ class BCConfig(AgentConfig):
     actor_tanh_mean: bool = True  # gaussian head: tanh on the mean
     actor_const_std: bool = False  # gaussian head: std fixed at 1 instead of a learned log-std
     actor_final_init_scale: float = 1.0  # variance scale of the output layer
-    hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
+    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     activation: Activation = "gelu"
-    lr: float = 3e-4
+    actor_lr: float = 3e-4
     batch_size: int = 256
 
 
@@ -48,7 +48,7 @@ class BC(Agent):
     name = "bc"
     config_class = BCConfig
     policy_update_parts = ("actor",)
-    profiles = {"cpu": {"hidden_dims": (256, 256)}}
+    profiles = {"cpu": {"actor_hidden_dims": (256, 256)}}
     presets = tuple((pattern, FQL_CODE_BC) for pattern in FQL_PAPER_BENCHMARKS)
 
     def __init__(self, obs_dim: int, act_dim: int, config: BCConfig, device: torch.device | str = "cpu",
@@ -56,17 +56,17 @@ class BC(Agent):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
         if c.policy == "gmm":
-            self.actor = MixtureActor(obs_dim, act_dim, c.hidden_dims, c.components, c.activation, seeds=s)
+            self.actor = MixtureActor(obs_dim, act_dim, c.actor_hidden_dims, c.components, c.activation, seeds=s)
         elif c.policy == "gaussian":
-            self.actor = GaussianActor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s, tanh_mean=c.actor_tanh_mean,
-                                       const_std=c.actor_const_std, final_init_scale=c.actor_final_init_scale)
+            self.actor = GaussianActor(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s,
+                                       tanh_mean=c.actor_tanh_mean, const_std=c.actor_const_std, final_init_scale=c.actor_final_init_scale)
         elif c.policy == "deterministic":
-            self.actor = MLP(obs_dim, c.hidden_dims, act_dim, c.activation, seeds=s,
+            self.actor = MLP(obs_dim, c.actor_hidden_dims, act_dim, c.activation, seeds=s,
                              final_init_scale=c.actor_final_init_scale)
         else:
             raise ValueError(f"unknown BC policy {c.policy!r}; valid: gmm, gaussian, deterministic")
         self.actor.to(self.device)
-        self.actor_opt = self.adam(self.actor.parameters(), c.lr)
+        self.actor_opt = self.adam(self.actor.parameters(), c.actor_lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"actor": self.actor}

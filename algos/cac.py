@@ -50,7 +50,7 @@ class CACConfig(AgentConfig):
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    layer_norm: bool = True  # critic LayerNorm
+    critic_layer_norm: bool = True
     activation: Activation = "gelu"
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
@@ -117,7 +117,7 @@ class CAC(Agent):
             raise ConfigError(f"CAC needs noise_levels >= 2 and eps < max_noise, got noise_levels {c.noise_levels}, "
                               f"eps {c.eps}, max_noise {c.max_noise}")
         self.actor = ConsistencyPolicy(obs_dim, act_dim, c, seeds=s).to(self.device)
-        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.layer_norm, c.activation,
+        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.critic_layer_norm, c.activation,
                              seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = self.adam(self.actor.parameters(), c.actor_lr)

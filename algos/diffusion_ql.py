@@ -48,8 +48,8 @@ class DiffusionQLConfig(AgentConfig):
     expectation)."""
 
     eta: float = 1.0
-    diffusion_steps: int = 5  # K
-    num_candidates: int = 50
+    sampling_steps: int = 5  # K, DDPM denoising steps
+    num_candidates: int = 50  # N actions per state when acting, one chosen by Q (action_selection)
     action_selection: Literal["softmax", "argmax"] = "softmax"
     grad_norm: float = 9.0  # max gradient norm for actor and critic; 0 = no clipping
     max_q_backup: bool = False  # y from the max over 10 next-action samples per head (antmaze)
@@ -58,12 +58,14 @@ class DiffusionQLConfig(AgentConfig):
     ema_start: int = 1000
     discount: float = 0.99
     tau: float = 0.005
-    hidden_dims: tuple[int, ...] = (256, 256, 256)
+    actor_hidden_dims: tuple[int, ...] = (256, 256, 256)
+    value_hidden_dims: tuple[int, ...] = (256, 256, 256)
     activation: Activation = "mish"
     critic_layer_norm: bool = False
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
-    lr_schedule: Literal["cosine", "constant"] = "cosine"  # cosine: to 0 over the run
+    actor_lr_schedule: Literal["cosine", "constant"] = "cosine"  # cosine: to 0 over the run
+    critic_lr_schedule: Literal["cosine", "constant"] = "cosine"
     batch_size: int = 256
 
 
@@ -98,14 +100,12 @@ class DiffusionQL(Agent):
     config_class = DiffusionQLConfig
     samples_flow_in_training = True
     policy_update_parts = ("actor",)
-    steps_field = "diffusion_steps"
-    profiles = {"cpu": {"hidden_dims": (128, 128), "num_candidates": 16}}
-    # Both local tasks need a LayerNorm critic (as in the FQL paper's reruns of baselines). On the toy
-    # the critic only ever sees the two data modes: without LayerNorm it extrapolates upward past the
-    # better mode and the Q term drags actions out of the support (score −58); and Q differs by only
-    # 0.5 between the modes, too little for softmax(Q) to choose among candidates. On PointMaze umaze
-    # (cpu profile, 20k steps) the plain critic's Q kept growing (1.3 → 17) and the score fell to 4.7
-    # (BC 11.0); with LayerNorm it scored 37/98/99/40 at 5k/10k/15k/20k.
+    steps_field = "sampling_steps"
+    profiles = {"cpu": {"actor_hidden_dims": (128, 128), "value_hidden_dims": (128, 128), "num_candidates": 16}}
+    # Both local tasks need a LayerNorm critic (as in the FQL paper's reruns of baselines): without it the
+    # critic extrapolates past the data and the Q term drags actions off it; on the toy Q differs by only
+    # 0.5 between the modes, too little for softmax(Q) to choose among candidates (measurements:
+    # results/toy/tuning.md and results/pointmaze/umaze.md, "Diffusion-QL").
     presets = PAPER_PRESETS + (
         ("toy/*", {"critic_layer_norm": True, "action_selection": "argmax", "actor_lr": 1e-3, "critic_lr": 1e-3}),
         ("local/pointmaze/*", {"critic_layer_norm": True}),
@@ -115,10 +115,10 @@ class DiffusionQL(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        self.schedule = VPSchedule(c.diffusion_steps, self.device)
-        self.actor = NoisePredictor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s).to(self.device)
+        self.schedule = VPSchedule(c.sampling_steps, self.device)
+        self.actor = NoisePredictor(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s).to(self.device)
         self.ema_actor = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = Critic(obs_dim, act_dim, c.hidden_dims, 2, c.critic_layer_norm, c.activation,
+        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.critic_layer_norm, c.activation,
                              seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = self.adam(self.actor.parameters(), c.actor_lr)
@@ -184,8 +184,9 @@ class DiffusionQL(Agent):
     def advance(self) -> None:
         super().advance()
         c = self.config
-        if c.lr_schedule == "cosine":
+        if c.actor_lr_schedule == "cosine":
             self.set_lr(self.actor_opt, self.cosine_lr(c.actor_lr))
+        if c.critic_lr_schedule == "cosine":
             self.set_lr(self.critic_opt, self.cosine_lr(c.critic_lr))
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:

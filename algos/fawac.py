@@ -30,20 +30,21 @@ class FAWACConfig(AgentConfig):
     """FAWAC with the FQL code's shared settings (4×512 GELU MLPs, LayerNorm critic only, twin Q, Adam
     3e-4, batch 256, γ 0.99, τ 0.005, K = 10). The FQL paper's per-task temperatures for FAWAC were not
     reachable from here: β = 10 and the weight clip 100 are the FQL code's AWR settings for IQL
-    (agents/iql.py ``alpha``), which the paper's AWR baselines share; retune with ``--set temperature=``."""
+    (agents/iql.py ``alpha``), which the paper's AWR baselines share; retune with ``--set awr_temperature=``."""
 
-    temperature: float = 10.0  # β, the inverse temperature of the advantage weights
+    awr_temperature: float = 10.0  # β, the inverse temperature of the advantage weights exp(β A)
     max_weight: float = 100.0
-    flow_steps: int = 10
+    sampling_steps: int = 10  # K, Euler steps of every flow sample
     q_agg: QAggregation = "mean"
     discount: float = 0.99
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    layer_norm: bool = True  # critic LayerNorm
+    critic_layer_norm: bool = True
     actor_layer_norm: bool = False
     activation: Activation = "gelu"
-    lr: float = 3e-4
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
     batch_size: int = 256
 
 
@@ -52,20 +53,20 @@ class FAWAC(FlowTDAgent):
     name = "fawac"
     config_class = FAWACConfig
     samples_flow_in_training = True  # next actions and the V^π sample integrate the flow (no gradient)
-    steps_field = "flow_steps"
+    steps_field = "sampling_steps"
     policy_update_parts = ("policy",)
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
     presets = (
         *FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS,
         # flowbench's toy: advantages are at most 0.5 there, so β must be large for the weights to separate
         # the modes (chosen here from β ∈ {10, 30}; scores in the issue-16 note).
-        ("toy/*", {"temperature": 30.0}),
+        ("toy/*", {"awr_temperature": 30.0}),
     )
 
     def sample_policy(self, obs: torch.Tensor) -> torch.Tensor:
         """One flow action per state, without gradient."""
         with torch.no_grad():
-            return flow_policy_actions(self.flow, obs, self.config.flow_steps, self.rng)
+            return flow_policy_actions(self.flow, obs, self.config.sampling_steps, self.rng)
 
     def advantage_weights(self, batch: Batch, q_data: torch.Tensor | None = None) -> torch.Tensor:
         """w = min(exp(β (min_i Q(s, a) − min_i Q(s, a_π))), w_max) ``[S, B]``, a_π one flow sample;
@@ -74,7 +75,7 @@ class FAWAC(FlowTDAgent):
         with torch.no_grad():
             q_data = self.critic(batch.obs, batch.actions) if q_data is None else q_data.detach()
             advantage = q_data.min(1).values - self.critic(batch.obs, self.sample_policy(batch.obs)).min(1).values
-            return torch.exp(c.temperature * advantage).clamp(max=c.max_weight)
+            return torch.exp(c.awr_temperature * advantage).clamp(max=c.max_weight)
 
     def policy_loss(self, batch: Batch, q_data: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         weights = self.advantage_weights(batch, q_data)
@@ -93,4 +94,4 @@ class FAWAC(FlowTDAgent):
                 "q_mean": seed_mean(q).detach(), "adv_weight_mean": seed_mean(weights)}
 
     def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
-        return flow_policy_actions(self.flow, obs, self.config.flow_steps, rng)
+        return flow_policy_actions(self.flow, obs, self.config.sampling_steps, rng)

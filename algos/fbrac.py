@@ -34,17 +34,18 @@ class FBRACConfig(AgentConfig):
     agents/fbrac.py, FQL's first author among its authors); retune per task with ``--set alpha=``."""
 
     alpha: float = 10.0  # weight of the flow-matching (behaviour) loss against −Q
-    flow_steps: int = 10  # K: Euler steps the Q gradient is backpropagated through
+    sampling_steps: int = 10  # K: Euler steps the Q gradient is backpropagated through
     q_agg: QAggregation = "mean"
     normalize_q_loss: bool = False
     discount: float = 0.99
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    layer_norm: bool = True  # critic LayerNorm
+    critic_layer_norm: bool = True
     actor_layer_norm: bool = False
     activation: Activation = "gelu"
-    lr: float = 3e-4
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
     batch_size: int = 256
 
 
@@ -53,7 +54,7 @@ class FBRAC(FlowTDAgent):
     name = "fbrac"
     config_class = FBRACConfig
     samples_flow_in_training = True  # L_q and the next actions integrate the flow for K steps
-    steps_field = "flow_steps"
+    steps_field = "sampling_steps"
     policy_update_parts = ("flow", "q")
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
     presets = (
@@ -66,7 +67,7 @@ class FBRAC(FlowTDAgent):
     def policy_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """L_flow and L_q ``[S]``; L_q's actions come from the K Euler steps with gradient (BPTT)."""
         flow_loss = flow_matching_loss(self.flow, batch.obs, batch.actions, self.rng)
-        policy_actions = flow_policy_actions(self.flow, batch.obs, self.config.flow_steps, self.rng)  # with gradient
+        policy_actions = flow_policy_actions(self.flow, batch.obs, self.config.sampling_steps, self.rng)  # with gradient
         q_pi = frozen_call(self.critic, batch.obs, policy_actions).mean(1)
         q_loss = -seed_mean(q_pi)
         if self.config.normalize_q_loss:
@@ -81,7 +82,7 @@ class FBRAC(FlowTDAgent):
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            next_actions = flow_policy_actions(self.flow, batch.next_obs, self.config.flow_steps, self.rng)
+            next_actions = flow_policy_actions(self.flow, batch.next_obs, self.config.sampling_steps, self.rng)
         critic_loss, q = td_critic_loss(self.critic, self.target_critic, batch, next_actions, self.config.discount,
                                         self.config.q_agg)
         losses = self.policy_losses(batch)
@@ -91,4 +92,4 @@ class FBRAC(FlowTDAgent):
                 "q_loss": losses["q"].detach(), "q_mean": seed_mean(q).detach()}
 
     def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
-        return flow_policy_actions(self.flow, obs, self.config.flow_steps, rng)
+        return flow_policy_actions(self.flow, obs, self.config.sampling_steps, rng)

@@ -22,11 +22,11 @@ class FlowBCConfig(AgentConfig):
     """Flow BC with the FQL paper's flow settings (Park, Li, Levine 2025, Table 5): 4×512 GELU MLP,
     no LayerNorm in the actor, K = 10 Euler steps, Adam 3e-4, batch 256."""
 
-    hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
+    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     activation: Activation = "gelu"
-    layer_norm: bool = False
-    flow_steps: int = 10
-    lr: float = 3e-4
+    actor_layer_norm: bool = False
+    sampling_steps: int = 10  # K, Euler steps when acting
+    actor_lr: float = 3e-4
     batch_size: int = 256
 
 
@@ -34,17 +34,17 @@ class FlowBCConfig(AgentConfig):
 class FlowBC(Agent):
     name = "flow_bc"
     config_class = FlowBCConfig
-    steps_field = "flow_steps"
+    steps_field = "sampling_steps"
     policy_update_parts = ("flow",)
-    profiles = {"cpu": {"hidden_dims": (256, 256)}}
+    profiles = {"cpu": {"actor_hidden_dims": (256, 256)}}
 
     def __init__(self, obs_dim: int, act_dim: int, config: FlowBCConfig, device: torch.device | str = "cpu",
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c = config
-        self.flow = VelocityField(obs_dim, act_dim, c.hidden_dims, c.activation, c.layer_norm,
+        self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
                                   seeds=num_seeds).to(self.device)
-        self.flow_opt = self.adam(self.flow.parameters(), c.lr)
+        self.flow_opt = self.adam(self.flow.parameters(), c.actor_lr)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"flow": self.flow}
@@ -59,4 +59,4 @@ class FlowBC(Agent):
         return {"flow_loss": self.policy_train_step(batch)}
 
     def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
-        return flow_policy_actions(self.flow, obs, self.config.flow_steps, rng)
+        return flow_policy_actions(self.flow, obs, self.config.sampling_steps, rng)

@@ -19,11 +19,11 @@ reading of it (shared/DESIGN.md §3), and what the tests pin down is its behavio
 - Direction: ĝ = sg ∇ₐ Q(s, â₁) / ḡ, ḡ = the batch mean of ‖∇ₐ Q‖ per seed (``guidance_norm="batch"``)
   or 1 (``"none"``), taken at the flow's own estimate of the
   endpoint â₁ = clip(x_t + (1 − t)·v_θ(s, x_t, t)) (Q averaged over the twin heads). Taken at the data
-  action instead, it says nothing — Q is flat on the data — and the toy stays at imitation (34–42).
+  action instead, it says nothing — Q is flat on the data — and the toy stays at imitation.
 - Loss: L_flow = mean ‖v_θ(s, x_t, t) − u_t‖² with x_t = t·a₁ + (1 − t)·a₀ on the ordinary path (the
   guidance enters the target, not the sample, because ĝ itself depends on x_t). The same forward
   pass gives â₁ (detached), so the update costs two critic passes and one flow pass whatever K is.
-- Acting: K Euler steps from N(0, I), clipped to [-1, 1]; optionally best of N samples by min Q.
+- Acting: K Euler steps from N(0, I), clipped to [-1, 1]; optionally the best of N candidates by min Q.
 
 What the target is, exactly. With ``guidance_norm="none"``, the added velocity λ·h(t)·σ_t²·∇ₐQ is a
 first-order (Laplace) approximation, with the posterior covariance taken as σ_t²·I, of the path tilted
@@ -99,26 +99,26 @@ class FlowQConfig(AgentConfig):
     under (4×512 GELU MLPs, LayerNorm critics, Adam 3e-4, batch 256, expectile 0.7, γ = 0.99,
     τ = 0.005); the paper's per-task λ were not available. λ is in units of the batch-normalised
     gradient, so the largest total displacement of an action is λ·Λ(1) (Λ(1) = 1/12 for h = t and
-    t²/(1 − t), 1/30 for t²). Default λ = 4 (at most ≈ 0.33 in action units for h = t): on PointMaze
-    umaze (cpu profile, 20k steps) λ = 4 scored 73/72/39/43 at 5k/10k/15k/20k, λ = 8 30/60/79/35 and
-    λ = 32 0/19/11/7 (BC 18–19). The toy's modes are 1.0 apart, so its preset is λ = 32 (score 99.8
-    in shared/DESIGN.md's measurement; λ = 8: 82). ``num_samples`` > 1 turns on best-of-N acting by
-    min Q (off by default)."""
+    t²/(1 − t), 1/30 for t²). Default λ = 4, at most ≈ 0.33 in action units for h = t: the best of
+    λ ∈ {4, 8, 32} on PointMaze umaze (measurements: results/pointmaze/umaze.md, "Tuning notes").
+    ``num_candidates`` > 1 turns on best-of-N acting by min Q (off by default)."""
 
-    energy_scale: float = 4.0  # λ
+    energy_scale: float = 4.0  # λ, the inverse temperature of the target π ∝ π_β exp(λ Q)
     schedule: Literal["t", "t2", "t2_over_1mt"] = "t"  # h(t)
     guidance_norm: Literal["batch", "none"] = "batch"  # batch: ∇Q over its batch-mean norm | none: raw ∇Q (λ is the temperature)
-    flow_steps: int = 10  # K, Euler steps at acting time only
-    num_samples: int = 1
+    sampling_steps: int = 10  # K, Euler steps at acting time only
+    num_candidates: int = 1  # N flow samples per state when acting, the best by min Q taken
     expectile: float = 0.7
     discount: float = 0.99
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    layer_norm: bool = True  # critic and value LayerNorm
+    critic_layer_norm: bool = True
     actor_layer_norm: bool = False
     activation: Activation = "gelu"
-    lr: float = 3e-4
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
     batch_size: int = 256
 
 
@@ -128,28 +128,30 @@ class FlowQ(Agent):
     config_class = FlowQConfig
     samples_flow_in_training = False
     policy_update_parts = ("flow",)
-    steps_field = "flow_steps"
+    steps_field = "sampling_steps"
     # cpu: 2×128 networks (about twice the speed of 2×256 on one core; enough for PointMaze; the toy
     # figure's FlowQ panels use a 3×256 velocity field, see harness/toy_figure.py).
     profiles = {"cpu": {"actor_hidden_dims": (128, 128), "value_hidden_dims": (128, 128)}}
-    # The toy: modes 1.0 apart need λ = 32 (see the config). Its flow must fit a target that moves with
-    # its own endpoint estimate; at lr 3e-4 that takes longer than the toy's short budgets (3000 steps:
-    # 75 at 1e-3, below imitation at 3e-4). The critic keeps its LayerNorm: without it h = t reached 98
-    # (1 % off-support) on one seed, but the critic's unbounded extrapolation past the better mode sent
-    # another seed's actions out of the support entirely (score −100 from step 1000 on).
-    # antmaze: IQL's expectile for its in-sample critic; the FQL code's rewards and discounts
-    presets = (*FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS, ("D4RL/antmaze/*", {"expectile": 0.9}), ("toy/*", {"energy_scale": 32.0, "lr": 1e-3}))
+    presets = (
+        # antmaze: IQL's expectile for its in-sample critic; the FQL code's rewards and discounts
+        *FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS, ("D4RL/antmaze/*", {"expectile": 0.9}),
+        # The toy's modes are 1.0 apart, so λ must move an action that far; its flow fits a target that moves
+        # with its own endpoint estimate, too slowly at 3e-4 for the toy's short runs (measurements:
+        # results/toy/tuning.md, "FlowQ").
+        ("toy/*", {"energy_scale": 32.0, "actor_lr": 1e-3, "critic_lr": 1e-3, "value_lr": 1e-3}),
+    )
 
     def __init__(self, obs_dim: int, act_dim: int, config: FlowQConfig, device: torch.device | str = "cpu",
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
         schedule_weight(torch.zeros(1), c.schedule)  # a bad schedule name fails here, not mid-run
-        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
+        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.critic_layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
         self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
                                   seeds=s).to(self.device)
-        self.opt = self.adam([*self.critic.trainable_parameters(), *self.flow.parameters()], c.lr)
+        self.opt = self.adam([(self.critic.q.parameters(), c.critic_lr), (self.critic.value.parameters(), c.value_lr),
+                               (self.flow.parameters(), c.actor_lr)])
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "flow": self.flow}
@@ -191,4 +193,4 @@ class FlowQ(Agent):
 
     def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
         return best_of_n_flow_actions(self.flow, lambda o, a: self.critic.q(o, a).min(1).values, obs,
-                                      self.config.num_samples, self.config.flow_steps, rng)
+                                      self.config.num_candidates, self.config.sampling_steps, rng)

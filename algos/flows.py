@@ -73,10 +73,10 @@ def flow_policy_actions(field: VelocityField, obs: torch.Tensor, steps: int, rng
 
 
 def best_of_n_flow_actions(field: VelocityField, q_value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                           obs: torch.Tensor, num_samples: int, steps: int, rng: SeedRandom) -> torch.Tensor:
-    """Samples ``num_samples`` flow actions per state ``[S, N, obs]`` and keeps the one with the highest
+                           obs: torch.Tensor, num_candidates: int, steps: int, rng: SeedRandom) -> torch.Tensor:
+    """Samples ``num_candidates`` flow actions per state ``[S, N, obs]`` and keeps the one with the highest
     ``q_value`` (``[S, N·k]``; IFQL's acting rule; FlowQ's optional one). With one sample, Q is not evaluated."""
-    s, n, k = obs.shape[0], obs.shape[1], num_samples
+    s, n, k = obs.shape[0], obs.shape[1], num_candidates
     repeated = obs.repeat_interleave(k, dim=1)
     noise = rng.randn((n * k, field.act_dim), dtype=obs.dtype)
     candidates = euler_sample(field, repeated, noise, steps)

@@ -34,18 +34,19 @@ class FQLConfig(AgentConfig):
     from ``FQL.presets`` (the README's exact command lines)."""
 
     alpha: float = 10.0  # distillation (BC) coefficient; tuned per task
-    flow_steps: int = 10  # K, Euler steps of the BC flow (the distillation target)
+    sampling_steps: int = 10  # K, Euler steps of the BC flow (the distillation target)
     q_agg: QAggregation = "mean"  # over the twin target critics
     normalize_q_loss: bool = False
     discount: float = 0.99
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    layer_norm: bool = True  # critic LayerNorm
+    critic_layer_norm: bool = True
     actor_layer_norm: bool = False
     activation: Activation = "gelu"
     num_qs: int = 2
-    lr: float = 3e-4
+    actor_lr: float = 3e-4  # the flow's and the one-step policy's (one Adam, a group per lr)
+    critic_lr: float = 3e-4
     batch_size: int = 256
 
 
@@ -92,7 +93,7 @@ class FQL(Agent):
     name = "fql"
     config_class = FQLConfig
     samples_flow_in_training = True  # the distillation target integrates the flow for K steps
-    steps_field = "flow_steps"
+    steps_field = "sampling_steps"
     policy_update_parts = ("flow", "distill", "q")
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
     presets = FQL_PRESETS
@@ -101,14 +102,15 @@ class FQL(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, c.num_qs, c.layer_norm, c.activation,
+        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, c.num_qs, c.critic_layer_norm, c.activation,
                              seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
                                   seeds=s).to(self.device)
         self.onestep = MLP(obs_dim + act_dim, c.actor_hidden_dims, act_dim, c.activation, c.actor_layer_norm,
                            seeds=s).to(self.device)
-        self.opt = self.adam([*self.critic.parameters(), *self.flow.parameters(), *self.onestep.parameters()], c.lr)
+        self.opt = self.adam([(self.critic.parameters(), c.critic_lr),
+                               ([*self.flow.parameters(), *self.onestep.parameters()], c.actor_lr)])
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "target_critic": self.target_critic, "flow": self.flow, "onestep": self.onestep}
@@ -122,7 +124,7 @@ class FQL(Agent):
     def distillation_target(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The K-step Euler solution of the BC flow from ``z``; no gradient reaches the flow."""
         with torch.no_grad():
-            return euler_sample(self.flow, obs, z, self.config.flow_steps)
+            return euler_sample(self.flow, obs, z, self.config.sampling_steps)
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """L_Q ``[S]`` with next actions from the one-step policy, and Q(s, a) ``[S, E, B]`` on the data."""

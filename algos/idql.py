@@ -37,16 +37,18 @@ class IDQLConfig(AgentConfig):
     in the FQL code."""
 
     expectile: float = 0.9
-    num_samples: int = 32  # N candidates per state at acting time
-    diffusion_steps: int = 5  # K
+    num_candidates: int = 32  # N candidates per state at acting time
+    sampling_steps: int = 5  # K, DDPM denoising steps per candidate
     action_selection: Literal["resample", "argmax"] = "resample"
     discount: float = 0.99
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    layer_norm: bool = True
+    critic_layer_norm: bool = True
     activation: Activation = "gelu"
-    lr: float = 3e-4
+    actor_lr: float = 3e-4  # the behaviour model's
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
     batch_size: int = 256
 
 
@@ -60,7 +62,7 @@ def implicit_policy_weights(q: torch.Tensor, v: torch.Tensor, expectile: float) 
 class IDQL(Agent):
     name = "idql"
     config_class = IDQLConfig
-    steps_field = "diffusion_steps"
+    steps_field = "sampling_steps"
     policy_update_parts = ("behaviour",)
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
     presets = (*FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS)
@@ -69,11 +71,12 @@ class IDQL(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
+        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.critic_layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
         self.behaviour = NoisePredictor(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s).to(self.device)
-        self.schedule = VPSchedule(c.diffusion_steps, self.device)
-        self.opt = self.adam([*self.critic.trainable_parameters(), *self.behaviour.parameters()], c.lr)
+        self.schedule = VPSchedule(c.sampling_steps, self.device)
+        self.opt = self.adam([(self.critic.q.parameters(), c.critic_lr), (self.critic.value.parameters(), c.value_lr),
+                               (self.behaviour.parameters(), c.actor_lr)])
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "behaviour": self.behaviour}
@@ -106,7 +109,7 @@ class IDQL(Agent):
 
     def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
         c = self.config
-        s, n, k = obs.shape[0], obs.shape[1], c.num_samples
+        s, n, k = obs.shape[0], obs.shape[1], c.num_candidates
         repeated = obs.repeat_interleave(k, dim=1)
         noise = rng.randn((n * k, self.act_dim), dtype=obs.dtype)
         candidates = ddpm_sample(self.behaviour, self.schedule, repeated, noise, rng).reshape(s, n, k, self.act_dim)

@@ -28,16 +28,18 @@ class IFQLConfig(AgentConfig):
     samples, K = 10 flow steps, 4×512 GELU MLPs, LayerNorm critics, Adam 3e-4, batch 256."""
 
     expectile: float = 0.9
-    num_samples: int = 32
-    flow_steps: int = 10
+    num_candidates: int = 32  # N flow samples per state when acting, the best by min Q taken
+    sampling_steps: int = 10  # K, Euler steps per flow sample
     discount: float = 0.99
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    layer_norm: bool = True
+    critic_layer_norm: bool = True
     actor_layer_norm: bool = False
     activation: Activation = "gelu"
-    lr: float = 3e-4
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
     batch_size: int = 256
 
 
@@ -45,7 +47,7 @@ class IFQLConfig(AgentConfig):
 class IFQL(Agent):
     name = "ifql"
     config_class = IFQLConfig
-    steps_field = "flow_steps"
+    steps_field = "sampling_steps"
     policy_update_parts = ("flow",)
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
     # the FQL code's conventions (its get_config() defaults above; the README's IFQL example: N = 32)
@@ -55,11 +57,12 @@ class IFQL(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
+        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.critic_layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
         self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
                                   seeds=s).to(self.device)
-        self.opt = self.adam([*self.critic.trainable_parameters(), *self.flow.parameters()], c.lr)
+        self.opt = self.adam([(self.critic.q.parameters(), c.critic_lr), (self.critic.value.parameters(), c.value_lr),
+                               (self.flow.parameters(), c.actor_lr)])
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "flow": self.flow}
@@ -80,4 +83,4 @@ class IFQL(Agent):
 
     def select_actions(self, obs: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
         return best_of_n_flow_actions(self.flow, lambda o, a: self.critic.q(o, a).min(1).values, obs,
-                                      self.config.num_samples, self.config.flow_steps, rng)
+                                      self.config.num_candidates, self.config.sampling_steps, rng)

@@ -42,11 +42,12 @@ class IQLConfig(AgentConfig):
     code's settings instead (``FQL_CODE_IQL``, applied by the presets of its benchmarks)."""
 
     expectile: float = 0.7
-    temperature: float = 3.0  # β, the inverse temperature of the advantage weights
+    awr_temperature: float = 3.0  # β, the inverse temperature of the advantage weights exp(β A)
     max_weight: float = 100.0
     discount: float = 0.99
     tau: float = 0.005
-    hidden_dims: tuple[int, ...] = (256, 256)
+    actor_hidden_dims: tuple[int, ...] = (256, 256)
+    value_hidden_dims: tuple[int, ...] = (256, 256)
     activation: Activation = "relu"
     critic_layer_norm: bool = False
     actor_tanh_mean: bool = True  # tanh on the Gaussian's mean (the FQL code: none)
@@ -65,8 +66,9 @@ class IQLConfig(AgentConfig):
 # 0.9, AWR α = 10, constant-std Gaussian actor without tanh, final layer variance scale 0.01 (utils/
 # networks.py Actor), one Adam at 3e-4 without decay, the joint update.
 FQL_CODE_IQL = {
-    "hidden_dims": (512, 512, 512, 512), "activation": "gelu", "critic_layer_norm": True, "expectile": 0.9,
-    "temperature": 10.0, "actor_tanh_mean": False, "actor_const_std": True, "actor_final_init_scale": 0.01,
+    "actor_hidden_dims": (512, 512, 512, 512), "value_hidden_dims": (512, 512, 512, 512), "activation": "gelu",
+    "critic_layer_norm": True, "expectile": 0.9, "awr_temperature": 10.0, "actor_tanh_mean": False,
+    "actor_const_std": True, "actor_final_init_scale": 0.01,
     "update_order": "joint", "actor_lr_schedule": "constant",
 }
 
@@ -125,7 +127,8 @@ class IQL(Agent):
     name = "iql"
     config_class = IQLConfig
     policy_update_parts = ("actor",)
-    profiles = {"cpu": {"hidden_dims": (256, 256), "actor_lr_schedule": "constant"}}
+    profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256),
+                        "actor_lr_schedule": "constant"}}
     presets = (
         # IQL paper, Appendix B (and its code's train_offline.py): locomotion rewards × 1000 / return range
         ("mujoco/*", {"reward_transform": "iql_locomotion"}),
@@ -140,10 +143,10 @@ class IQL(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        self.critic = InSampleCritic(obs_dim, act_dim, c.hidden_dims, c.critic_layer_norm, c.activation,
+        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.critic_layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
-        self.actor = GaussianActor(obs_dim, act_dim, c.hidden_dims, c.activation, seeds=s, tanh_mean=c.actor_tanh_mean,
-                                   const_std=c.actor_const_std,
+        self.actor = GaussianActor(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s,
+                                   tanh_mean=c.actor_tanh_mean, const_std=c.actor_const_std,
                                    final_init_scale=c.actor_final_init_scale).to(self.device)
         self.critic_opt = self.adam(self.critic.q.parameters(), c.critic_lr)
         self.value_opt = self.adam(self.critic.value.parameters(), c.value_lr)
@@ -165,7 +168,7 @@ class IQL(Agent):
         """min(exp(β·A(s, a)), max_weight) ``[S, B]``: the advantage from the target critic (sequential)
         or the online one (joint), and the current value."""
         advantage = self.critic.advantage(batch.obs, batch.actions, target=self.config.update_order == "sequential")
-        return torch.exp(self.config.temperature * advantage).clamp(max=self.config.max_weight)
+        return torch.exp(self.config.awr_temperature * advantage).clamp(max=self.config.max_weight)
 
     def actor_loss(self, batch: Batch, weights: torch.Tensor) -> torch.Tensor:
         """AWR ``[S]``: −E[w · log π(a|s)]."""

@@ -12,15 +12,14 @@ Shapes: inputs are ``[S, ..., in]``; an ensemble network returns ``[S, E, ..., o
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence, TYPE_CHECKING
+from typing import Literal, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-if TYPE_CHECKING:
-    from algos.seeds import SeedRandom
+from algos.seeds import SeedRandom
 
 
 class EnsembleLinear(nn.Module):

@@ -40,7 +40,9 @@ class QIPOConfig(AgentConfig):
     - critic: IQL's in-sample expectile critic (τ = 0.7, twin Q, min over target heads for the
       weights), so the critic never needs policy samples and is the same one FlowQ uses;
     - M = 16 support samples per state (QGPO's support-set size), β = 3 on raw Q values
-      (``q_normalization="none"``). softmax(β·Q) on raw Q turns one-hot wherever Q differs across a
+      (``q_normalization="none"``). β is ``energy_scale``, as FlowQ's λ: the weights are exp(β Q)
+      normalised, so β is the inverse temperature of π ∝ π_l exp(β Q) (not a temperature T of exp(Q/T)).
+      softmax(β·Q) on raw Q turns one-hot wherever Q differs across a
       support set by much more than 1/β, which tasks with large returns do; ``"support"`` standardises
       Q over each state's support set first, (Q − mean_j Q)/(std_j Q + 1e-6), so β counts standard
       deviations of the candidates' values and the weights do not depend on the reward scale;
@@ -52,21 +54,23 @@ class QIPOConfig(AgentConfig):
     VP schedule)."""
 
     path: Literal["ot", "vp"] = "ot"
-    temperature: float = 3.0  # β in w ∝ exp(β Q)
+    energy_scale: float = 3.0  # β in w ∝ exp(β Q), the inverse temperature of π ∝ π_l exp(β Q)
     q_normalization: Literal["none", "support"] = "none"  # none: raw Q | support: Q standardised over each state's support set
     num_support: int = 16  # M policy samples per state, next to the dataset action
     bc_warmup_steps: int = 100_000  # K₁
     critic_warmup_steps: int = 100_000  # K₂
     renew_every: int = 100_000  # K_renew
-    flow_steps: int = 10  # K: Euler steps (ot) or denoising steps (vp)
+    sampling_steps: int = 10  # K: Euler steps (ot) or DDPM denoising steps (vp)
     expectile: float = 0.7
     discount: float = 0.99
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    layer_norm: bool = True
+    critic_layer_norm: bool = True
     activation: Activation = "gelu"
-    lr: float = 3e-4
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
     batch_size: int = 256
 
 
@@ -74,11 +78,11 @@ class QIPOConfig(AgentConfig):
 class QIPODiffConfig(QIPOConfig):
     """QIPO-Diff: QIPO with a VP diffusion policy (ε-prediction, weighted denoising loss) on
     Diffusion-QL's schedule and network, with K = 10 denoising steps: with Diffusion-QL's K = 5 the
-    last reverse step starts from noise of std 0.44, whose posterior mean lands between the toy's
-    modes (63 % off-support after BC; K = 10: 11 %, score 77 → rising)."""
+    last reverse step starts from noise of std 0.44, whose posterior mean lands between the toy's modes
+    (measurements: results/toy/tuning.md, "QIPO-Diff")."""
 
     path: Literal["ot", "vp"] = "vp"
-    flow_steps: int = 10
+    sampling_steps: int = 10
 
 
 # cpu: 2×128 networks and M = 4 (sampling the support set is most of the update's cost), and phases
@@ -93,10 +97,10 @@ class QIPO(Agent):
     config_class = QIPOConfig
     samples_flow_in_training = True  # the support set is sampled from the snapshot every update
     policy_update_parts = ("policy",)
-    steps_field = "flow_steps"
+    steps_field = "sampling_steps"
     profiles = {"cpu": CPU_PROFILE}
     # antmaze: IQL's expectile for its in-sample critic; the FQL code's rewards and discounts
-    presets = (*FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS, ("D4RL/antmaze/*", {"expectile": 0.9}), ("toy/*", {"lr": 1e-3}))
+    presets = (*FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS, ("D4RL/antmaze/*", {"expectile": 0.9}), ("toy/*", {"actor_lr": 1e-3, "critic_lr": 1e-3, "value_lr": 1e-3}))
 
     def __init__(self, obs_dim: int, act_dim: int, config: QIPOConfig, device: torch.device | str = "cpu",
                  num_seeds: int = 1):
@@ -104,16 +108,17 @@ class QIPO(Agent):
         c, s = config, num_seeds
         if c.renew_every < 1 or c.num_support < 1:
             raise ValueError("renew_every and num_support must be at least 1")
-        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
+        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.critic_layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
         if c.path == "ot":
             self.policy = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s).to(self.device)
         else:
-            self.schedule = VPSchedule(c.flow_steps, self.device)
+            self.schedule = VPSchedule(c.sampling_steps, self.device)
             self.policy = NoisePredictor(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s).to(self.device)
         self.snapshot = copy.deepcopy(self.policy).requires_grad_(False)
-        self.policy_opt = self.adam(self.policy.parameters(), c.lr)
-        self.critic_opt = self.adam(self.critic.trainable_parameters(), c.lr)
+        self.policy_opt = self.adam(self.policy.parameters(), c.actor_lr)
+        self.critic_opt = self.adam([(self.critic.q.parameters(), c.critic_lr),
+                                     (self.critic.value.parameters(), c.value_lr)])
         # The "renewals" metric on the device: incremented in place by the renewing step, so that a
         # replayed (CUDA-graph) step reports it correctly. It mirrors ``renewals`` (derived from step).
         self.renewal_count = torch.zeros(s, device=self.device)
@@ -162,7 +167,7 @@ class QIPO(Agent):
         ``[S, N, obs_dim]``: K Euler or K DDPM steps, clipped."""
         noise = rng.randn((obs.shape[1], self.act_dim), dtype=obs.dtype)
         if self.config.path == "ot":
-            return euler_sample(model, obs, noise, self.config.flow_steps)
+            return euler_sample(model, obs, noise, self.config.sampling_steps)
         return ddpm_sample(model, self.schedule, obs, noise, rng)
 
     def policy_loss(self, obs: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -187,7 +192,7 @@ class QIPO(Agent):
         q = q.reshape(s, b, n)
         if self.config.q_normalization == "support":
             q = (q - q.mean(-1, keepdim=True)) / (q.std(-1, keepdim=True) + 1e-6)
-        return torch.softmax(self.config.temperature * q, dim=-1)
+        return torch.softmax(self.config.energy_scale * q, dim=-1)
 
     def improvement_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The energy-weighted loss ``[S]`` over each state's support set, and the weights ``[S, B, M + 1]``."""

@@ -44,7 +44,7 @@ class ReBRACConfig(AgentConfig):
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    layer_norm: bool = True
+    critic_layer_norm: bool = True
     actor_layer_norm: bool = False
     activation: Activation = "gelu"
     actor_final_init_scale: float = 0.01  # variance scale of the actor's output layer
@@ -88,8 +88,8 @@ class ReBRAC(Agent):
         # every agent there) and the README's ReBRAC example (humanoidmaze: α_actor = α_critic = 0.01).
         *FQL_CODE_OGBENCH_DISCOUNTS,
         ("ogbench/humanoidmaze-*", {"alpha_actor": 0.01, "alpha_critic": 0.01}),
-        # Tuned here on local/pointmaze/umaze-v0 (cpu profile, 20k steps): with the paper's 0.003 the
-        # actor follows Q's gradient straight into the U-maze's wall (score 0; 0.03 also 0); 0.1 scores 85.
+        # Tuned here on local/pointmaze/umaze-v0: with the paper's α_actor the actor follows Q's gradient
+        # straight into the U-maze's wall (measurements: results/pointmaze/umaze.md, "ReBRAC").
         ("local/pointmaze/*", {"alpha_actor": 0.1, "alpha_critic": 0.01}),
     )
 
@@ -99,7 +99,7 @@ class ReBRAC(Agent):
         c, s = config, num_seeds
         self.actor = TanhActor(obs_dim, act_dim, c, seeds=s).to(self.device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.layer_norm, c.activation,
+        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.critic_layer_norm, c.activation,
                              seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = self.adam(self.actor.parameters(), c.actor_lr)

@@ -39,14 +39,16 @@ class SRPOConfig(AgentConfig):
     alpha: float = 1.0  # weight of the score (KL) regulariser against the Q term
     normalize_q_loss: bool = True
     expectile: float = 0.9
-    diffusion_steps: int = 5  # K noise levels of the behaviour model
+    sampling_steps: int = 5  # K, the behaviour model's DDPM steps (noise levels; never sampled here)
     discount: float = 0.99
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    layer_norm: bool = True
+    critic_layer_norm: bool = True
     activation: Activation = "gelu"
-    lr: float = 3e-4
+    actor_lr: float = 3e-4  # the behaviour model's and the policy's
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
     batch_size: int = 256
 
 
@@ -54,7 +56,7 @@ class SRPOConfig(AgentConfig):
 class SRPO(Agent):
     name = "srpo"
     config_class = SRPOConfig
-    steps_field = "diffusion_steps"
+    steps_field = "sampling_steps"
     policy_update_parts = ("actor",)
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
     presets = (*FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS)
@@ -63,13 +65,13 @@ class SRPO(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.layer_norm, c.activation,
+        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.critic_layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
         self.behaviour = NoisePredictor(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s).to(self.device)
         self.actor = MLP(obs_dim, c.actor_hidden_dims, act_dim, c.activation, seeds=s).to(self.device)
-        self.schedule = VPSchedule(c.diffusion_steps, self.device)
-        self.opt = self.adam([*self.critic.trainable_parameters(), *self.behaviour.parameters(),
-                              *self.actor.parameters()], c.lr)
+        self.schedule = VPSchedule(c.sampling_steps, self.device)
+        self.opt = self.adam([(self.critic.q.parameters(), c.critic_lr), (self.critic.value.parameters(), c.value_lr),
+                              ([*self.behaviour.parameters(), *self.actor.parameters()], c.actor_lr)])
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "behaviour": self.behaviour, "actor": self.actor}

@@ -33,18 +33,19 @@ def td_critic_loss(critic: Critic, target_critic: Critic, batch: Batch, next_act
 
 class FlowTDAgent(Agent):
     """A twin TD critic ``critic`` with its Polyak ``target_critic`` and a flow policy ``flow``, all trained by
-    one Adam at ``lr`` (the FQL code's single optimiser). The config has ``value_hidden_dims``,
-    ``actor_hidden_dims``, ``layer_norm`` (critic), ``actor_layer_norm``, ``activation`` and ``lr``."""
+    one Adam (the FQL code's single optimiser), the critic at ``critic_lr`` and the flow at ``actor_lr``. The
+    config has ``value_hidden_dims``, ``actor_hidden_dims``, ``critic_layer_norm``, ``actor_layer_norm``,
+    ``activation``, ``actor_lr`` and ``critic_lr``."""
 
     def __init__(self, obs_dim: int, act_dim: int, config: Any, device: torch.device | str = "cpu", num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.layer_norm, c.activation,
+        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.critic_layer_norm, c.activation,
                              seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
                                   seeds=s).to(self.device)
-        self.opt = self.adam([*self.critic.parameters(), *self.flow.parameters()], c.lr)
+        self.opt = self.adam([(self.critic.parameters(), c.critic_lr), (self.flow.parameters(), c.actor_lr)])
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "target_critic": self.target_critic, "flow": self.flow}

@@ -160,8 +160,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.report import collect
-    from harness.run import atomic_write_text
+    from harness.reporting.report import collect
+    from harness.files import atomic_write_text
 
     evals = collect(Path(args.dir))
     out = Path(args.out) if args.out else Path(args.dir) / "evals.csv"
@@ -174,8 +174,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.report import load_results, render, resolve_protocol, score_table
-    from harness.run import atomic_write_text
+    from harness.reporting.report import load_results, render, resolve_protocol, score_table
+    from harness.files import atomic_write_text
 
     protocol = resolve_protocol(Path(args.dir), args.metric, args.final)  # the suite's, unless flags say otherwise
     _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k)
@@ -190,8 +190,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.aggregate import aggregate, render_aggregates_markdown, write_aggregates
-    from harness.report import load_results, resolve_protocol
+    from harness.reporting.aggregate import aggregate, render_aggregates_markdown, write_aggregates
+    from harness.reporting.report import load_results, resolve_protocol
 
     protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
     _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k)
@@ -205,9 +205,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.aggregate import NoCommonTasks, aggregate
-    from harness.plots import plot_results
-    from harness.report import load_results, resolve_protocol
+    from harness.reporting.aggregate import NoCommonTasks, aggregate
+    from harness.reporting.plots import plot_results
+    from harness.reporting.report import load_results, resolve_protocol
 
     protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
     evals, final = load_results(Path(args.dir), protocol.metric, protocol.last_k)
@@ -261,8 +261,8 @@ def parse_list(text: str, kind: type, option: str = "list") -> list:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.suites import load_suite
-    from harness.sweep import load_profile, sweep
+    from harness.cluster.suites import load_suite
+    from harness.cluster.sweep import load_profile, sweep
 
     suite = load_suite(args.suite, results=args.results)
     profile = load_profile(args.cluster_profile) if args.cluster_profile else None
@@ -273,7 +273,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.status import collect_status, status_table
+    from harness.cluster.status import collect_status, status_table
 
     print(status_table(collect_status(Path(args.dir))))
     return 0

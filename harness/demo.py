@@ -19,10 +19,11 @@ from tqdm.auto import tqdm
 
 from algos import REGISTRY
 from harness import datasets
-from harness.aggregate import aggregate, write_aggregates
-from harness.plots import plot_results
-from harness.report import load_results, render_latex, render_markdown, score_table
-from harness.run import RunSpec, atomic_write_text, finished_summary, train
+from harness.reporting.aggregate import aggregate, write_aggregates
+from harness.reporting.plots import plot_results
+from harness.reporting.report import load_results, render_latex, render_markdown, score_table
+from harness.files import atomic_write_text
+from harness.run import RunSpec, finished_summary, train
 
 
 @dataclass(frozen=True)

@@ -24,17 +24,13 @@ metrics stay on the device between logging steps.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -49,14 +45,14 @@ from harness.evaluation import evaluate_seeds
 from harness.files import (NO_SPACE, atomic_write_text, load_checkpoint, no_space_error, previous_checkpoint, read_csv,
                            remove_temporaries, save_checkpoint)
 from harness.locks import run_dir_locks
+from harness.provenance import config_hash, git_commit, package_versions
 from harness.training import GRAPH_MODES, TrainingStep, configure_matmul_precision
 
-# Files a scheduler keeps in a run directory next to the run's own: the job it was submitted in, and
-# the traceback of a failed attempt (harness.sweep / harness.jobs).
-JOB_FILE = "job.json"
-ERROR_FILE = "error.txt"
+ERROR_FILE = "error.txt"  # the traceback of a failed attempt, or why the run diverged (`flowbench status` shows it)
+# Files other than the run's own that may sit in a run directory before the run has started: the scheduler
+# adds the job file it writes there (harness.cluster.jobs), so this layer need not know the scheduler.
+FOREIGN_RUN_FILES: set[str] = {ERROR_FILE}
 EVAL_COLUMNS = ["step", "seconds", "return_mean", "return_std", "normalized_score", "success_rate"]
-VERSIONED_PACKAGES = ("flowbench", "torch", "numpy", "minari", "gymnasium", "gymnasium-robotics", "mujoco")
 
 
 class RunConfigMismatch(RuntimeError):
@@ -112,33 +108,6 @@ def resolve_device(device: str) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu or auto")
     return resolved
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def git_commit() -> str | None:
-    """The commit of the flowbench checkout in use (``+dirty`` with local changes), if it is one."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def config_hash(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class CsvLog:
@@ -256,7 +225,7 @@ def check_resumable(out: Path, resolved: dict[str, Any]) -> bool:
     config_path = out / "config.json"
     if not config_path.exists():
         # a scheduler's files (and their hidden temporaries, being written right now) are no run
-        foreign = [p for p in out.iterdir() if p.name not in (JOB_FILE, ERROR_FILE) and not p.name.startswith(".")] \
+        foreign = [p for p in out.iterdir() if p.name not in FOREIGN_RUN_FILES and not p.name.startswith(".")] \
             if out.exists() else []
         if foreign:
             raise RunConfigMismatch(f"{out} is not empty and holds no flowbench run; choose another --out")

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import matplotlib.ticker
 import pandas as pd
+import seaborn as sns
 import torch
 from tqdm.auto import tqdm
 
@@ -35,7 +37,10 @@ from algos import REGISTRY
 from algos.base import Agent, Batch, ConfigError, get_agent_class, make_agent, resolve_config
 from algos.seeds import SeedRandom
 from harness.data import TransitionBuffer
-from harness.run import atomic_write_text, git_commit, resolve_device
+from harness.reporting.plots import save_figure
+from harness.files import atomic_write_text
+from harness.provenance import git_commit
+from harness.run import resolve_device
 from harness.training import GRAPH_MODES, GraphedCall, TrainingStep, configure_matmul_precision
 
 PARTS = ("policy_update", "full_update", "act")
@@ -368,11 +373,6 @@ def from_benchmark_json(path: Path) -> pd.DataFrame:
 
 def plot_timing(frame: pd.DataFrame, path: Path) -> Path:
     """Seconds per 10⁴ calls against K (log–log), a line per algorithm, a panel per part."""
-    import matplotlib.ticker
-    import seaborn as sns
-
-    from harness.plots import save_figure
-
     sns.set_theme(style="whitegrid", context="paper")
     frame = with_settings(frame)
     parts = [p for p in PARTS if p in set(frame["part"])]

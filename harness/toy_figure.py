@@ -16,11 +16,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
+import torch
+from tqdm.auto import tqdm
 
+from algos import make_agent, resolve_config
 from harness import datasets
-from harness.run import atomic_write_text
+from harness.data import TransitionBuffer, load
+from harness.envs import BIMODAL_LOWER, BIMODAL_RADIUS, BIMODAL_UPPER, bimodal_reward
+from harness.reporting.plots import save_figure
+from harness.files import atomic_write_text
 
 TOY_DATASET = "toy/bimodal-v0"
 
@@ -36,11 +44,8 @@ class ToyPanel:
 QIPO_TOY_PHASES = {"bc_warmup_steps": 1500, "critic_warmup_steps": 500, "renew_every": 500}
 
 # h = t² accumulates 2.5× less guidance than h = t (Λ(1) = 1/30 against 1/12), so it gets 2.5× the λ.
-# FlowQ's velocity field is 3×256 here, not the cpu profile's 2×128: guidance moves the lower mode's
-# mass across the gap between the modes, and a 2×128 field is too smooth across that gap to finish
-# the move; with h = t, whose guidance weight t(1 − t)² has nearly vanished by t = 0.8, what is
-# still crossing late stays between the modes. h = t, 8000 steps, 1000 actions, seeds 0 and 1:
-# 2×128 scored 58 and 76 (20 % and 12 % off the support), 3×256 82 and 93 (7 % and 3 %).
+# FlowQ's velocity field is 3×256 here, not the cpu profile's 2×128, which is too smooth across the gap
+# between the modes to finish moving the lower mode's mass (measurements: results/toy/tuning.md).
 FLOWQ_TOY_FIELD = {"actor_hidden_dims": (256, 256, 256)}
 TOY_PANELS = (
     ToyPanel("BC (mixture)", "bc", 1500),
@@ -59,11 +64,6 @@ TOY_PANELS = (
 
 def train_toy_agent(panel: ToyPanel, data=None, seed: int = 0):
     """Trains one panel's agent on the toy (batch 256) and returns it."""
-    import torch
-
-    from algos import make_agent, resolve_config
-    from harness.data import TransitionBuffer, load
-
     data = data if data is not None else load(TOY_DATASET)
     config = resolve_config(panel.algo, panel.overrides, profile="cpu", dataset_id=TOY_DATASET)
     torch.manual_seed(seed)
@@ -77,10 +77,6 @@ def train_toy_agent(panel: ToyPanel, data=None, seed: int = 0):
 
 
 def _panel_samples(panel: ToyPanel, samples: int, seed: int) -> pd.DataFrame:
-    import torch
-
-    from harness.envs import bimodal_reward
-
     torch.set_num_threads(1)
     agent = train_toy_agent(panel, seed=seed)
     g = torch.Generator().manual_seed(seed + 1)
@@ -94,15 +90,6 @@ def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: 
                     panels: tuple[ToyPanel, ...] = TOY_PANELS, scale: float = 1.0) -> Path:
     """Trains every panel (one process per core), writes samples.csv, summary.md and toy_figure.png;
     ``scale`` shrinks every panel's steps (smoke tests)."""
-    from harness.plots import save_figure  # first: it selects the file-only backend
-
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-    from tqdm.auto import tqdm
-
-    from harness.data import load
-    from harness.envs import BIMODAL_LOWER, BIMODAL_RADIUS, BIMODAL_UPPER
-
     out = Path(out)
     panels = tuple(replace(panel, steps=max(1, int(panel.steps * scale))) for panel in panels)
     if not datasets.is_local(TOY_DATASET):

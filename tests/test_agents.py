@@ -15,8 +15,9 @@ ALGOS = sorted(REGISTRY)
 
 def tiny(name: str):
     config = resolve_config(name, profile="cpu")
-    if "hidden_dims" in config.field_names():
-        config = config.replace(hidden_dims=(32, 32))
+    for field in ("actor_hidden_dims", "value_hidden_dims"):
+        if field in config.field_names():
+            config = config.replace(**{field: (32, 32)})
     return config
 
 
@@ -85,7 +86,7 @@ def test_config_rejects_unknown_keys_and_coerces(name):
 def test_iql_antmaze_preset_and_override_order():
     antmaze = "D4RL/antmaze/umaze-v1"
     assert resolve_config("iql", dataset_id=antmaze).expectile == 0.9
-    assert resolve_config("iql", dataset_id=antmaze).temperature == 10.0
+    assert resolve_config("iql", dataset_id=antmaze).awr_temperature == 10.0
     assert resolve_config("iql", {"expectile": 0.8}, dataset_id=antmaze).expectile == 0.8
     assert resolve_config("iql", dataset_id="mujoco/hopper/medium-v0").expectile == 0.7
 
@@ -101,3 +102,62 @@ def test_algos_verbose_explains_fields_choices_and_presets(capsys):
     assert set(blocks) == set(REGISTRY)
     assert blocks["qipo_diff"].startswith("qipo_diff: QIPO-Diff") and blocks["qipo"].startswith("qipo: QIPO:")
     assert "schedule = 't'  (one of: t, t2, t2_over_1mt)" in blocks["flowq"]
+
+
+# -- one config vocabulary (issue 17): old keys are refused with their new names --------------------------
+
+@pytest.mark.parametrize("name, old, message", [
+    ("fql", "flow_steps", "'sampling_steps'"),
+    ("qipo_diff", "flow_steps", "'sampling_steps'"),
+    ("diffusion_ql", "diffusion_steps", "'sampling_steps'"),
+    ("srpo", "diffusion_steps", "'sampling_steps'"),
+    ("bc", "hidden_dims", "'actor_hidden_dims'"),
+    ("iql", "hidden_dims", "'actor_hidden_dims' and 'value_hidden_dims' (one per kind of network)"),
+    ("fql", "layer_norm", "'critic_layer_norm'"),
+    ("flow_bc", "layer_norm", "'actor_layer_norm'"),  # its one LayerNorm flag was its flow's
+    ("iql", "temperature", "'awr_temperature'"),
+    ("fawac", "temperature", "'awr_temperature'"),
+    ("qipo", "temperature", "'energy_scale'"),
+    ("bc", "lr", "'actor_lr'"),
+    ("fql", "lr", "'actor_lr' and 'critic_lr' (one per kind of network)"),
+    ("ifql", "lr", "'actor_lr', 'critic_lr' and 'value_lr' (one per kind of network)"),
+    ("diffusion_ql", "lr_schedule", "'actor_lr_schedule' and 'critic_lr_schedule' (one per kind of network)"),
+    ("idql", "num_samples", "'num_candidates'"),
+    ("flowq", "num_samples", "'num_candidates'"),
+])
+def test_old_config_keys_are_refused_with_their_new_names(name, old, message):
+    with pytest.raises(ConfigError) as error:
+        resolve_config(name, {old: 1})
+    assert str(error.value) == f"config key {old!r} was renamed to {message}"
+
+
+def test_no_agent_keeps_an_old_key_and_presets_are_checked_too(monkeypatch):
+    from algos.base import RENAMED_KEYS
+
+    for cls in REGISTRY.values():
+        assert not set(cls.config_class.field_names()) & set(RENAMED_KEYS), cls.name
+    # a preset (or profile) written with an old key fails as loudly as --set does
+    monkeypatch.setattr(REGISTRY["fql"], "presets", (("toy/*", {"flow_steps": 3}),))
+    with pytest.raises(ConfigError, match="config key 'flow_steps' was renamed to 'sampling_steps'"):
+        resolve_config("fql", dataset_id="toy/bimodal-v0")
+
+
+def test_an_old_key_on_the_command_line_exits_2_naming_the_new_one(minari_root, tmp_path):
+    from tests.helpers import flowbench
+
+    result = flowbench("run", "fql", "toy/bimodal-v0", "--steps", "2", "--profile", "cpu", "--set", "flow_steps=3",
+                       "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    assert "config key 'flow_steps' was renamed to 'sampling_steps'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_one_adam_over_several_networks_has_a_group_per_learning_rate():
+    config = resolve_config("ifql", {"actor_hidden_dims": "8", "value_hidden_dims": "8", "actor_lr": 1e-3,
+                                     "critic_lr": 2e-3, "value_lr": 3e-3})
+    agent = make_agent("ifql", 3, 2, config)
+    groups = agent.opt.param_groups
+    assert [g["lr"] for g in groups] == [2e-3, 3e-3, 1e-3]
+    assert [set(map(id, g["params"])) for g in groups] == [
+        set(map(id, agent.critic.q.parameters())), set(map(id, agent.critic.value.parameters())),
+        set(map(id, agent.flow.parameters()))]

@@ -17,6 +17,7 @@ from algos.networks import ACTIVATIONS, MLP
 from harness.data import REWARD_TRANSFORMS, ActionScaler, TransitionBuffer, episode_returns, training_rewards
 
 SMALL = {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32"}
+TINY = {"actor_hidden_dims": "16,16", "value_hidden_dims": "16,16"}
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +70,7 @@ def test_rebrac_actor_output_layer_has_variance_scale_001():
 
 
 @pytest.mark.parametrize("name, overrides", [("fql", SMALL), ("ifql", SMALL),
-                                             ("iql", {"hidden_dims": "32,32", "update_order": "joint"})])
+                                             ("iql", {**SMALL, "update_order": "joint"})])
 def test_target_critic_moves_toward_the_pre_step_critic(maze_data, name, overrides):
     """The FQL code's target_update reads the parameters from before the gradient step."""
     torch.manual_seed(0)
@@ -137,7 +138,7 @@ def test_unknown_reward_transform_is_refused(maze_data):
 def test_iql_actor_lr_stays_at_the_floor_after_the_run_length(maze_data):
     """Cosine decay over the run (``horizon``) to 0, and 0 at 2× T (CosineAnnealingLR would rise back)."""
     torch.manual_seed(0)
-    config = resolve_config("iql", {"hidden_dims": "32,32"})
+    config = resolve_config("iql", SMALL)
     assert config.actor_lr_schedule == "cosine" and config.actor_lr_decay_steps == 0
     agent = make_agent("iql", maze_data.obs_dim, maze_data.act_dim, config)
     agent.horizon = 4
@@ -152,7 +153,7 @@ def test_iql_actor_lr_stays_at_the_floor_after_the_run_length(maze_data):
 
 def test_diffusion_ql_ema_stays_the_initial_policy_before_ema_start(maze_data):
     torch.manual_seed(0)
-    config = resolve_config("diffusion_ql", {"hidden_dims": "16,16", "ema_start": 7, "ema_every": 5,
+    config = resolve_config("diffusion_ql", {**TINY, "ema_start": 7, "ema_every": 5,
                                              "num_candidates": 2})
     agent = make_agent("diffusion_ql", maze_data.obs_dim, maze_data.act_dim, config)
     initial = [p.detach().clone() for p in agent.ema_actor.parameters()]
@@ -178,7 +179,7 @@ def test_dataset_actions_are_clipped_inside_the_box():
 
 def test_diffusion_ql_max_q_backup_is_min_over_heads_of_the_max_over_ten_samples(maze_data):
     torch.manual_seed(0)
-    config = resolve_config("diffusion_ql", {"hidden_dims": "16,16", "max_q_backup": True, "num_candidates": 2})
+    config = resolve_config("diffusion_ql", {**TINY, "max_q_backup": True, "num_candidates": 2})
     agent = make_agent("diffusion_ql", maze_data.obs_dim, maze_data.act_dim, config)
     batch = agent.with_seed_axis(TransitionBuffer(maze_data).sample(8, torch.Generator().manual_seed(0)))
     state = agent.generators[0].get_state()
@@ -194,3 +195,18 @@ def test_diffusion_ql_max_q_backup_is_min_over_heads_of_the_max_over_ten_samples
     assert not torch.allclose(y, mean_backup)
     assert resolve_config("diffusion_ql", dataset_id="D4RL/antmaze/large-play-v1").max_q_backup
     assert not resolve_config("diffusion_ql", dataset_id="D4RL/antmaze/umaze-v1").max_q_backup
+
+
+def test_every_optimiser_step_goes_through_agent_minimize():
+    """One place steps the optimisers (``Agent.minimize``, and ``Agent.coast`` for ReBRAC's zero-gradient
+    step): no agent zeroes, backpropagates or steps inline, so every agent clips and sums per seed alike."""
+    import inspect
+
+    import algos
+    from algos import REGISTRY
+
+    modules = {inspect.getmodule(cls) for cls in REGISTRY.values()} | {algos.td}
+    for module in modules:
+        source = inspect.getsource(module)
+        for call in (".zero_grad(", ".backward(", "opt.step(", "clip_grad_norm"):
+            assert call not in source, f"{module.__name__} calls {call} outside Agent.minimize"

@@ -59,7 +59,7 @@ def test_flowq_update_never_samples_the_flow(maze_data, monkeypatch):
     calls_per_update = {}
     for k in (1, 32):
         torch.manual_seed(0)
-        agent = make_agent("flowq", maze_data.obs_dim, maze_data.act_dim, small("flowq", flow_steps=k))
+        agent = make_agent("flowq", maze_data.obs_dim, maze_data.act_dim, small("flowq", sampling_steps=k))
         calls = count_forward_calls(agent.flow)
         agent.update(batch)
         calls_per_update[k] = calls[0]
@@ -90,7 +90,7 @@ def test_flowq_rejects_an_unknown_schedule():
 @pytest.mark.parametrize("name", ["qipo", "qipo_diff"])
 def test_qipo_weights_are_a_softmax_over_each_states_support_set(maze_data, name):
     torch.manual_seed(0)
-    agent = make_agent(name, maze_data.obs_dim, maze_data.act_dim, small(name, num_support=5, temperature=2.0))
+    agent = make_agent(name, maze_data.obs_dim, maze_data.act_dim, small(name, num_support=5, energy_scale=2.0))
     batch = TransitionBuffer(maze_data).sample(32, torch.Generator().manual_seed(0))
     obs = batch.obs[None]  # one seed: [1, 32, obs_dim]
     support = agent.support_set(obs, batch.actions[None])
@@ -108,7 +108,7 @@ def test_qipo_weights_are_a_softmax_over_each_states_support_set(maze_data, name
 
 def test_qipo_phases_and_support_renewal_every_k_renew_steps(maze_data):
     torch.manual_seed(0)
-    config = small("qipo", bc_warmup_steps=3, critic_warmup_steps=2, renew_every=4, num_support=2, flow_steps=2)
+    config = small("qipo", bc_warmup_steps=3, critic_warmup_steps=2, renew_every=4, num_support=2, sampling_steps=2)
     agent = make_agent("qipo", maze_data.obs_dim, maze_data.act_dim, config)
     buffer, g = TransitionBuffer(maze_data), torch.Generator().manual_seed(0)
 
@@ -155,7 +155,7 @@ def test_diffusion_ql_backpropagates_q_through_every_denoising_step(maze_data):
     calls_per_update = {}
     for k in (2, 8):
         torch.manual_seed(0)
-        config = resolve_config("diffusion_ql", {"hidden_dims": "32,32", "diffusion_steps": k})
+        config = resolve_config("diffusion_ql", {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32", "sampling_steps": k})
         agent = make_agent("diffusion_ql", maze_data.obs_dim, maze_data.act_dim, config)
         calls = count_forward_calls(agent.actor.net)
         agent.update(batch)

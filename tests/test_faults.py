@@ -202,10 +202,10 @@ def test_an_unreadable_dataset_file_is_named_with_how_to_rebuild_it(minari_root,
 # -- 7. divergence ------------------------------------------------------------------------------------
 
 def test_divergence_stops_before_any_evaluation_or_checkpoint_of_a_non_finite_agent(minari_root, tmp_path):
-    # lr = 1e30 takes the deterministic BC head to NaN within ten steps; losses are logged only every 50,
+    # actor_lr = 1e30 takes the deterministic BC head to NaN within ten steps; losses are logged only every 50,
     # but an evaluation (and a checkpoint) is due at step 20
     out = tmp_path / "run"
-    result = flowbench("run", "bc", "toy/bimodal-v0", "--profile", "cpu", "--set", "lr=1e30", "--set",
+    result = flowbench("run", "bc", "toy/bimodal-v0", "--profile", "cpu", "--set", "actor_lr=1e30", "--set",
                        "policy=deterministic", "--steps", "100", "--eval-every", "20", "--log-every", "50",
                        "--eval-episodes", "2", "--out", str(out))
     assert result.returncode == 1
@@ -220,7 +220,7 @@ def test_divergence_stops_before_any_evaluation_or_checkpoint_of_a_non_finite_ag
 
 def test_an_infinite_learning_rate_is_refused_before_anything_is_written(minari_root, tmp_path):
     out = tmp_path / "run"
-    for setting, message in (("lr=inf", "config key 'lr' must be finite"),
+    for setting, message in (("actor_lr=inf", "config key 'actor_lr' must be finite"),
                              ("batch_size=-5", "config key 'batch_size' must be > 0, got -5")):
         result = flowbench(*run_args(out), "--set", setting)
         assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -39,7 +39,7 @@ def generator_copy(agent) -> torch.Generator:
 # -- FBRAC: the Q gradient goes back through every Euler step --------------------------------------
 
 def test_fbrac_q_gradient_reaches_the_first_euler_step(maze_data):
-    agent, batch = small_agent("fbrac", maze_data, flow_steps=4)
+    agent, batch = small_agent("fbrac", maze_data, sampling_steps=4)
     outputs = []
     hook = agent.flow.net.register_forward_hook(lambda m, i, o: outputs.append(o))
     losses = agent.policy_losses(batch)
@@ -62,11 +62,11 @@ def test_fbrac_alpha_weighs_only_the_behaviour_term(maze_data):
 # -- FAWAC: advantage weights on the flow-matching loss --------------------------------------------
 
 def test_fawac_weights_are_clipped_exponentiated_advantages_against_a_policy_sample(maze_data):
-    agent, batch = small_agent("fawac", maze_data, temperature=3.0, max_weight=5.0)
+    agent, batch = small_agent("fawac", maze_data, awr_temperature=3.0, max_weight=5.0)
     replay = SeedRandom([generator_copy(agent)], "cpu")
     weights = agent.advantage_weights(batch)
     with torch.no_grad():
-        policy_actions = flow_policy_actions(agent.flow, batch.obs, agent.config.flow_steps, replay)
+        policy_actions = flow_policy_actions(agent.flow, batch.obs, agent.config.sampling_steps, replay)
         q_data = agent.critic(batch.obs, batch.actions).double().min(1).values
         q_pi = agent.critic(batch.obs, policy_actions).double().min(1).values
     expected = np.minimum(np.exp(3.0 * (q_data - q_pi).numpy()), 5.0)
@@ -80,7 +80,7 @@ def test_fawac_policy_loss_is_the_weighted_flow_matching_loss(maze_data):
     loss, weights = agent.policy_loss(batch)
     # replay: the weights' policy sample, then the flow-matching noise and times
     replay = SeedRandom([g], "cpu")
-    flow_policy_actions(agent.flow, batch.obs, agent.config.flow_steps, replay)
+    flow_policy_actions(agent.flow, batch.obs, agent.config.sampling_steps, replay)
     x0 = replay.randn(batch.actions.shape[1:])
     t = replay.rand((batch.actions.shape[1], 1))
     with torch.no_grad():
@@ -92,7 +92,7 @@ def test_fawac_policy_loss_is_the_weighted_flow_matching_loss(maze_data):
 # -- IDQL: importance resampling by the expectile critic's implicit policy ----------------------------
 
 def test_idql_weights_match_the_implicit_policy_of_the_expectile_critic(maze_data):
-    agent, batch = small_agent("idql", maze_data, expectile=0.8, num_samples=6)
+    agent, batch = small_agent("idql", maze_data, expectile=0.8, num_candidates=6)
     obs = batch.obs[:, :5]
     candidates = torch.rand(1, 5, 6, maze_data.act_dim, generator=torch.Generator().manual_seed(3)) * 2 - 1
     with torch.no_grad():
@@ -106,7 +106,7 @@ def test_idql_weights_match_the_implicit_policy_of_the_expectile_critic(maze_dat
 
 
 def test_idql_resampling_follows_the_weights_and_argmax_takes_the_largest(maze_data):
-    agent, _ = small_agent("idql", maze_data, num_samples=4, diffusion_steps=2)
+    agent, _ = small_agent("idql", maze_data, num_candidates=4, sampling_steps=2)
     obs = torch.zeros(1, 1, maze_data.obs_dim).expand(1, 4000, -1).contiguous()
     # replay the candidates the acting call draws, then compare choice frequencies with the weights
     g = torch.Generator().manual_seed(11)
@@ -134,7 +134,7 @@ def test_idql_resampling_follows_the_weights_and_argmax_takes_the_largest(maze_d
 # -- SRPO: the behaviour model's score regularises a deterministic actor --------------------------------
 
 def test_srpo_score_term_pushes_actions_by_the_behaviour_models_weighted_noise_residual(maze_data):
-    agent, batch = small_agent("srpo", maze_data, diffusion_steps=5)
+    agent, batch = small_agent("srpo", maze_data, sampling_steps=5)
     actions = agent.policy(batch.obs).detach().requires_grad_(True)
     replay = SeedRandom([generator_copy(agent)], "cpu")
     loss = agent.score_loss(batch.obs, actions)

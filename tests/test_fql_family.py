@@ -69,9 +69,9 @@ def test_distillation_target_is_the_k_step_euler_solution_for_the_same_noise(fql
     # an independent Euler integration, written out here
     x = z.clone()
     with torch.no_grad():
-        for i in range(agent.config.flow_steps):
-            t = torch.full((*x.shape[:-1], 1), i / agent.config.flow_steps)
-            x = x + agent.flow.net(torch.cat([batch.obs, x, t], -1)) / agent.config.flow_steps
+        for i in range(agent.config.sampling_steps):
+            t = torch.full((*x.shape[:-1], 1), i / agent.config.sampling_steps)
+            x = x + agent.flow.net(torch.cat([batch.obs, x, t], -1)) / agent.config.sampling_steps
         expected_target = x.clamp(-1, 1)
         expected = ((agent.onestep(batch.obs, z) - expected_target) ** 2).mean((1, 2))  # [S]
     torch.testing.assert_close(agent.distillation_target(batch.obs, z), expected_target)
@@ -122,14 +122,14 @@ def test_presets_are_recorded_and_overridable():
 
 def test_ifql_acts_with_the_best_of_n_flow_samples(maze_data):
     torch.manual_seed(0)
-    config = resolve_config("ifql", {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32", "num_samples": 8})
+    config = resolve_config("ifql", {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32", "num_candidates": 8})
     agent = make_agent("ifql", maze_data.obs_dim, maze_data.act_dim, config)
     obs = torch.as_tensor(maze_data.observations[:6])
     chosen = agent.act(obs, torch.Generator().manual_seed(3))
     noise = torch.randn((1, 6 * 8, 2), generator=torch.Generator().manual_seed(3))
     repeated = obs.repeat_interleave(8, 0)[None]  # [1, 6·8, obs]: one seed
     with torch.no_grad():
-        candidates = euler_sample(agent.flow, repeated, noise, config.flow_steps)
+        candidates = euler_sample(agent.flow, repeated, noise, config.sampling_steps)
         q = agent.critic.q(repeated, candidates).min(1).values.reshape(6, 8)
         best = candidates.reshape(6, 8, 2)[torch.arange(6), q.argmax(1)]
     torch.testing.assert_close(chosen, best)
@@ -157,7 +157,7 @@ def test_rebrac_actor_steps_follow_graph_key_and_hold_their_metrics(maze_data):
 
 def test_iql_actor_lr_follows_the_closed_form_cosine(maze_data):
     torch.manual_seed(0)
-    config = resolve_config("iql", {"hidden_dims": "32,32", "actor_lr_decay_steps": 4})
+    config = resolve_config("iql", {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32", "actor_lr_decay_steps": 4})
     agent = make_agent("iql", maze_data.obs_dim, maze_data.act_dim, config)
     buffer, g = TransitionBuffer(maze_data), torch.Generator().manual_seed(0)
     for t in range(1, 9):  # through 2·T: the lr stays at the floor (0)

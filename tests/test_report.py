@@ -41,8 +41,8 @@ DOMAINS = {"toy/bimodal-v0": "toy", "local/pointmaze/umaze-v0": "pointmaze", "lo
 @pytest.fixture(scope="module")
 def results(minari_root, tmp_path_factory) -> Path:
     """The suite's results directory, swept for real."""
-    from harness.suites import load_suite
-    from harness.sweep import sweep
+    from harness.cluster.suites import load_suite
+    from harness.cluster.sweep import sweep
 
     tmp = tmp_path_factory.mktemp("paper")
     (tmp / "paper.yaml").write_text(yaml.safe_dump(SUITE))
@@ -287,8 +287,8 @@ def direct_matrices(root: Path) -> dict[str, np.ndarray]:
 def test_aggregates_equal_rliable_called_directly_with_the_same_seed(results, capsys, tmp_path):
     from rliable import library, metrics
 
-    from harness.aggregate import aggregate
-    from harness.report import load_results
+    from harness.reporting.aggregate import aggregate
+    from harness.reporting.report import load_results
 
     reps, seed = 200, 7
     result = aggregate(load_results(results)[1], reps=reps, seed=seed)
@@ -321,8 +321,8 @@ def test_aggregates_equal_rliable_called_directly_with_the_same_seed(results, ca
 
 
 def test_aggregates_use_only_seeds_finished_on_every_task_and_say_what_was_left_out(damaged):
-    from harness.aggregate import aggregate, render_aggregates_markdown
-    from harness.report import load_results
+    from harness.reporting.aggregate import aggregate, render_aggregates_markdown
+    from harness.reporting.report import load_results
 
     result = aggregate(load_results(damaged)[1], reps=200)
     # umaze: flow_bc never ran on it, bc never finished it. bc finished toy on seeds 0, 2 and medium on 1, 2
@@ -351,9 +351,9 @@ def test_plot_writes_learning_curves_and_aggregate_plots_as_png_and_pdf(results,
 def test_every_figure_gives_an_algorithm_one_readable_name_and_colour_with_room_around_the_marks(results, tmp_path,
                                                                                                   monkeypatch):
     from algos import REGISTRY
-    from harness import plots
-    from harness.aggregate import aggregate
-    from harness.report import load_results
+    from harness.reporting import plots
+    from harness.reporting.aggregate import aggregate
+    from harness.reporting.report import load_results
 
     assert set(plots.ALGORITHM_NAMES) == set(REGISTRY)
     everyone = plots.algorithm_colors(sorted(REGISTRY) + ["fql-a3", "my_variant"])
@@ -436,8 +436,8 @@ SCORES = [5.0, 10.0, 15.0, 40.0]
 def protocol_root(minari_root, tmp_path_factory) -> Path:
     """A suite with the shipped ogbench-manipulation protocol, swept for real, its eval.csv values then set so
     that success rate vs normalised score and last vs mean of the last three all give different finals."""
-    from harness.suites import SUITES_DIR, load_suite
-    from harness.sweep import sweep
+    from harness.cluster.suites import SUITES_DIR, load_suite
+    from harness.cluster.sweep import sweep
 
     shipped = yaml.safe_load((SUITES_DIR / "ogbench-manipulation.yaml").read_text())
     tmp = tmp_path_factory.mktemp("manipulation")
@@ -456,7 +456,7 @@ def protocol_root(minari_root, tmp_path_factory) -> Path:
 
 
 def test_shipped_suites_declare_their_reporting_protocol(minari_root):
-    from harness.suites import load_suite
+    from harness.cluster.suites import load_suite
 
     suites = {name: load_suite(name) for name in ("ogbench-manipulation", "d4rl-antmaze", "d4rl-adroit", "demo")}
     assert {name: (suite.protocol.metric, suite.protocol.final) for name, suite in suites.items()} == {
@@ -527,7 +527,7 @@ def test_runs_of_suites_with_different_protocols_are_not_read_as_one(protocol_ro
     (dict(metric="return_mean"), "metric 'return_mean' is not allowed; allowed values: normalized_score, success_rate"),
 ])
 def test_bad_protocol_in_a_suite_names_file_key_and_allowed_values(minari_root, capsys, tmp_path, protocol, message):
-    from harness.suites import SuiteError, load_suite
+    from harness.cluster.suites import SuiteError, load_suite
 
     path = tmp_path / "bad-protocol.yaml"
     path.write_text(yaml.safe_dump({**MANIPULATION, **protocol}))
@@ -539,7 +539,7 @@ def test_bad_protocol_in_a_suite_names_file_key_and_allowed_values(minari_root, 
 
 
 def test_label_comes_from_the_runs_config_not_the_job_file(protocol_root, capsys, tmp_path):
-    from harness.report import runs_table
+    from harness.reporting.report import runs_table
 
     root = tmp_path / "runs"
     shutil.copytree(protocol_root, root)
@@ -560,8 +560,8 @@ def test_label_comes_from_the_runs_config_not_the_job_file(protocol_root, capsys
 
 
 def test_published_numbers_sit_next_to_the_measured_ones(results):
-    from harness.published import published_score
-    from harness.report import load_results, render_latex, render_markdown, score_table
+    from harness.reporting.published import published_score
+    from harness.reporting.report import load_results, render_latex, render_markdown, score_table
 
     assert published_score("fql", "D4RL/antmaze/large-diverse-v1") == (83.0, False)
     assert published_score("bc", "D4RL/antmaze/umaze-v1") == (55.0, False)

@@ -13,9 +13,12 @@ from harness.run import RunConfigMismatch, RunSpec, train, train_seeds
 from tests.helpers import flowbench
 
 
+SMALL = {"actor_hidden_dims": "64,64", "value_hidden_dims": "64,64"}
+
+
 def spec(tmp_path, name="run", **kw) -> RunSpec:
     base = dict(algo="iql", dataset="local/pointmaze/umaze-v0", seed=3, steps=40, eval_every=20, eval_episodes=2,
-                log_every=10, profile="cpu", overrides={"hidden_dims": "64,64"}, out=str(tmp_path / name))
+                log_every=10, profile="cpu", overrides=SMALL, out=str(tmp_path / name))
     base.update(kw)
     return RunSpec(**base)
 
@@ -53,7 +56,7 @@ def test_run_directory_contents(minari_root, tmp_path):
     summary = train(spec(tmp_path, steps=20, eval_every=10))
     out = tmp_path / "run"
     config = json.loads((out / "config.json").read_text())
-    assert config["identity"]["agent"]["hidden_dims"] == [64, 64]
+    assert config["identity"]["agent"]["actor_hidden_dims"] == config["identity"]["agent"]["value_hidden_dims"] == [64, 64]
     assert config["versions"]["torch"].startswith("2.13.0") and "git_commit" in config
     assert config["reference_scores"]["source"] == "minari-metadata"
     evals = pd.read_csv(out / "eval.csv")
@@ -69,14 +72,14 @@ def test_different_config_is_refused_and_nothing_changes(minari_root, tmp_path):
     train(spec(tmp_path, steps=10, eval_every=10))
     before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
     with pytest.raises(RunConfigMismatch, match="expectile"):
-        train(spec(tmp_path, steps=20, overrides={"hidden_dims": "64,64", "expectile": 0.9}))
+        train(spec(tmp_path, steps=20, overrides={**SMALL, "expectile": 0.9}))
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
 
 
 @pytest.mark.parametrize("args, message", [
     (["run", "nope", "toy/bimodal-v0"], "valid choices: bc"),
     (["run", "bc", "toy/bimodal-v0", "--set", "lr2=1"], "valid keys: reward_transform, policy"),
-    (["run", "bc", "toy/bimodal-v0", "--set", "lr"], "key=value"),
+    (["run", "bc", "toy/bimodal-v0", "--set", "actor_lr"], "key=value"),
     (["run", "bc", "toy/nothing-v0"], "toy/bimodal-v0"),
     (["run", "bc", "toy/bimodal-v0", "--profile", "huge"], "valid profiles: cpu"),
     (["run", "bc", "toy/bimodal-v0", "--steps", "0"], "--steps must be positive"),
@@ -195,11 +198,11 @@ def test_seeds_need_their_own_directories(minari_root, tmp_path):
 def test_a_seed_directory_of_another_config_refuses_the_whole_batch(minari_root, tmp_path):
     common = ["--steps", "10", "--eval-every", "10", "--eval-episodes", "2", "--profile", "cpu"]
     assert flowbench("run", "bc", "toy/bimodal-v0", "--seed", "1", "--out", str(tmp_path / "b" / "seed1"),
-                     *common, "--set", "lr=0.001").returncode == 0
+                     *common, "--set", "actor_lr=0.001").returncode == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "b" / "seed1").iterdir()}
     result = flowbench("run", "bc", "toy/bimodal-v0", "--seeds", "0,1,2", "--out", str(tmp_path / "b" / "seed{seed}"),
                        *common)
     assert result.returncode == 2, result.stderr
-    assert "seed1" in result.stderr and "lr" in result.stderr and "Traceback" not in result.stderr
+    assert "seed1" in result.stderr and "actor_lr" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "b" / "seed0").exists() and not (tmp_path / "b" / "seed2").exists()
     assert {p.name: p.read_bytes() for p in (tmp_path / "b" / "seed1").iterdir()} == before

@@ -25,7 +25,7 @@ PATHS = {
 
 def small_config(name: str):
     config = resolve_config(name, PATHS.get(name, {}), profile="cpu")
-    for field in ("hidden_dims", "actor_hidden_dims", "value_hidden_dims"):
+    for field in ("actor_hidden_dims", "value_hidden_dims"):
         if field in config.field_names():
             config = config.replace(**{field: (32, 32)})
     return config

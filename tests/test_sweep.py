@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.suites import SuiteError, load_suite, shipped_suites
+from harness.cluster.suites import SuiteError, load_suite, shipped_suites
 from tests.helpers import flowbench, sacct, wait_for, write_suite
 
 # One worker runs this file: its tests share module fixtures (see pyproject.toml).
@@ -240,9 +240,9 @@ def test_failing_run_shows_its_error_in_status(minari_root, slurm_cluster, tmp_p
 
 
 def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_path):
-    # lr = 1e30 takes the deterministic BC head to NaN within ten steps: the run stops with FloatingPointError
+    # actor_lr = 1e30 takes the deterministic BC head to NaN within ten steps: the run stops with FloatingPointError
     suite = write_suite(tmp_path / "nan.yaml", "nan", datasets={"toy/bimodal-v0": {}}, seeds=[0], steps=100,
-                        algorithms={"bc": {"overrides": {"lr": 1e30, "policy": "deterministic"}}},
+                        algorithms={"bc": {"overrides": {"actor_lr": 1e30, "policy": "deterministic"}}},
                         eval_every=100, eval_episodes=2, log_every=10, profile="cpu", resources=dict(cpus=1))
     result = flowbench("sweep", str(suite), "--results", str(tmp_path))
     # every job failed: the sweep says which run, and why, and exits non-zero
@@ -267,10 +267,11 @@ def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_pat
     (dict(steps=0), "steps must be an integer >= 1"),
     (dict(normalize_obs="no"), "normalize_obs must be true or false, got 'no'"),
     (dict(algorithms={"bc": {"overrides": {"batch_size": -5}}}), "config key 'batch_size' must be > 0, got -5"),
-    (dict(algorithms={"bc": {"overrides": {"lr": float("inf")}}}), "config key 'lr' must be finite"),
+    (dict(algorithms={"bc": {"overrides": {"actor_lr": float("inf")}}}), "config key 'actor_lr' must be finite"),
     (dict(device="gpu"), "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     (dict(device="cuda"), "CUDA is not available here"),  # the local executor runs the jobs on this machine
     (dict(algorithms={"fql": {"overrides": {"q_agg": "median"}}}), "config key 'q_agg' must be one of mean, min"),
+    (dict(algorithms={"fql": {"overrides": {"flow_steps": 3}}}), "config key 'flow_steps' was renamed to 'sampling_steps'"),
     (dict(name="single"), "name 'single' is taken: runs/single/ holds `flowbench run`'s runs"),
 ])
 def test_bad_suites_exit_2_and_write_nothing(minari_root, tmp_path, fields, message):
@@ -327,7 +328,7 @@ def test_demo_suite_mirrors_flowbench_demo(minari_root, tmp_path):
 
 
 def test_packed_jobs_and_profile_resources(minari_root, tmp_path):
-    from harness.sweep import job_groups, load_profile, plan
+    from harness.cluster.sweep import job_groups, load_profile, plan
 
     suite = load_suite(write_suite(tmp_path / "packed.yaml", "packed", **{**TINY, "resources": {"runs_per_job": 3}}),
                        tmp_path)

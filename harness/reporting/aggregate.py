@@ -2,8 +2,8 @@
 the Statistical Precipice"): IQM, mean, median and optimality gap with stratified bootstrap
 confidence intervals, performance profiles, and the probability of improvement.
 
-The inputs are the score table's final scores (``harness.report.final_scores``: same ``--metric`` and
-``--final`` rules, finished runs only; by default the suite's protocol, ``harness.report.resolve_protocol``).
+The inputs are the score table's final scores (``harness.reporting.report.final_scores``: same ``--metric`` and
+``--final`` rules, finished runs only; by default the suite's protocol, ``harness.reporting.report.resolve_protocol``).
 Conventions:
 - Scale: the table's, normalised score 0–100 or success rate in %. The optimality gap uses the
   threshold 100 on that scale (rliable's γ = 1 for scores in [0, 1]): the mean shortfall below 100.
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.report import FINAL, METRIC_TEXT, final_text
-from harness.run import atomic_write_text
+from harness.reporting.report import FINAL, METRIC_TEXT, final_text
+from harness.files import atomic_write_text
 from harness.seeding import global_numpy_seed
 
 STATISTICS = ("IQM", "Mean", "Median", "Optimality gap")
@@ -74,7 +74,7 @@ class Aggregates:
     improvement: dict[str, float] = field(default_factory=dict)  # X -> P(X > baseline)
     improvement_intervals: dict[str, np.ndarray | None] = field(default_factory=dict)  # X -> (lower, upper)
     notes: list[str] = field(default_factory=list)
-    origin: str = ""  # where metric and final rule came from (harness.report.ReportProtocol.origin)
+    origin: str = ""  # where metric and final rule came from (harness.reporting.report.ReportProtocol.origin)
 
     @property
     def algorithms(self) -> list[str]:
@@ -121,7 +121,7 @@ def score_matrices(final: pd.DataFrame) -> tuple[list[str], dict[str, np.ndarray
 
 def aggregate(final: pd.DataFrame, metric: str = "normalized_score", last_k: int = 1, reps: int = 2000, seed: int = 0,
               baseline: str | None = None, origin: str = "") -> Aggregates:
-    """rliable's aggregates of ``final`` (``harness.report.final_scores`` output); see the module docstring."""
+    """rliable's aggregates of ``final`` (``harness.reporting.report.final_scores`` output); see the module docstring."""
     from rliable import library, metrics
 
     if metric == "return_mean":

@@ -31,13 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.jobs import RunJob
+from harness import datasets
+from harness.cluster.jobs import JOB_FILE, RunJob
+from harness.cluster.status import SLURM_ACTIVE, job_states, run_status
+from harness.cluster.suites import (Resources, Suite, SuiteError, as_mapping, check_fields, parse_resources,
+                                    read_yaml_mapping)
+from harness.files import atomic_write_text, read_json
 from harness.locks import RunDirLock
-from harness.report import PROTOCOL_FILE
-from harness.run import ERROR_FILE, JOB_FILE, RunSpec, atomic_write_text, finished_summary, identity_diff, run_identity
-from harness.files import read_json
-from harness.status import SLURM_ACTIVE, job_states, run_status
-from harness.suites import Resources, Suite, SuiteError, as_mapping, check_fields, parse_resources, read_yaml_mapping
+from harness.reporting.report import PROTOCOL_FILE
+from harness.run import ERROR_FILE, RunSpec, finished_summary, identity_diff, resolve_device, run_identity
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
 EXECUTORS = ("local", "slurm", "debug")
@@ -169,7 +171,7 @@ def make_executor(kind: str, folder: Path, suite_name: str, resources: Resources
     if kind not in EXECUTORS:
         raise SuiteError(f"unknown executor {kind!r}; valid choices: {', '.join(EXECUTORS)}")
     executor = submitit.AutoExecutor(folder=folder, cluster=kind, slurm_max_num_timeout=resources.max_timeouts,
-                                     slurm_python=f"{shlex.quote(sys.executable)} -u -m harness.preemption")
+                                     slurm_python=f"{shlex.quote(sys.executable)} -u -m harness.cluster.preemption")
     params: dict[str, Any] = dict(name=f"flowbench-{suite_name}", timeout_min=resources.time_min, mem_gb=resources.mem_gb,
                                   cpus_per_task=resources.cpus, gpus_per_node=resources.gpus)
     if kind == "slurm":
@@ -238,8 +240,6 @@ def sweep(suite: Suite, executor: str = "local", profile: ClusterProfile | None 
 def check_devices(suite: Suite, executor: str, resources: Resources) -> None:
     """A run's device must exist where its job runs: here for local and debug jobs; on SLURM, a CUDA run
     needs a job that asks for GPUs (this machine, often a login node, may have none)."""
-    from harness.run import resolve_device
-
     for device in sorted({run.spec.device for run in suite.runs}):
         if executor == "slurm":
             if device.startswith("cuda") and resources.gpus < 1:
@@ -265,8 +265,6 @@ def _sweep(suite: Suite, executor: str, profile: ClusterProfile, resources: Reso
         echo(f"\n{'dry run: ' if dry_run else ''}{runs_to_submit} runs to submit in {len(groups)} jobs"
              + ("" if dry_run else "; nothing submitted"))
         return SweepResult(planned, [])
-
-    from harness import datasets
 
     for dataset_id, transitions in suite.datasets_to_build().items():
         if not datasets.is_local(dataset_id):  # built once here, not by several jobs at once

@@ -9,7 +9,7 @@ requeued job resumes every unfinished run from its checkpoint (``harness.run`` d
 written after a checkpoint, so none is lost or repeated) and skips the finished ones.
 
 A SIGUSR2 that arrives before submitit's handler exists (in the job's first seconds) is held pending
-by ``harness.preemption``, the job's entry point, and delivered here: the job is requeued before
+by ``harness.cluster.preemption``, the job's entry point, and delivered here: the job is requeued before
 anything trains.
 
 A run that raises leaves its traceback in ``error.txt`` in its directory (``flowbench status``
@@ -25,9 +25,13 @@ from typing import Any
 
 import submitit
 
-from harness import preemption
+from harness.cluster import preemption
+from harness.files import atomic_write_text
 from harness.locks import RunLocked
-from harness.run import ERROR_FILE, RunInterrupted, RunSpec, atomic_write_text, finished_summary, train_seeds
+from harness.run import ERROR_FILE, FOREIGN_RUN_FILES, RunInterrupted, RunSpec, finished_summary, train_seeds
+
+JOB_FILE = "job.json"  # in each run directory: the job it was last submitted in (written by the sweep)
+FOREIGN_RUN_FILES.add(JOB_FILE)  # a run starting in a directory the sweep prepared accepts it
 
 
 class RunFailed(RuntimeError):

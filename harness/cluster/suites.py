@@ -20,7 +20,7 @@ A suite file::
     final: avg-last-3                 # a run's final score: last (default) | avg-last-K, mean of its last K
 
 ``metric`` and ``final`` are the suite's reporting protocol: ``flowbench sweep`` records them at the
-suite's results root (``harness.report.PROTOCOL_FILE``), and ``flowbench report``/``aggregate``/``plot``
+suite's results root (``harness.reporting.report.PROTOCOL_FILE``), and ``flowbench report``/``aggregate``/``plot``
 use them unless ``--metric``/``--final`` say otherwise. Each run records its label (the algorithm entry's
 name) in its ``config.json`` (``run.label``), which is what the tables call it.
 
@@ -41,7 +41,7 @@ from algos import REGISTRY, resolve_config
 from algos.base import UnknownAlgorithm
 from harness import datasets
 from harness.data import OGBENCH_PREFIX, DatasetUnavailable, check_reward_transform, open_minari
-from harness.report import ReportProtocol, check_protocol
+from harness.reporting.report import ReportProtocol, check_protocol
 from harness.run import SINGLE_RUNS, RunSpec
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "slurm" / "suites"

@@ -4,10 +4,10 @@ submitit runs ``PYTHON -u -m submitit.core._submit FOLDER`` and installs its SIG
 after importing itself and unpickling the job (seconds: torch, gymnasium, MuJoCo); a SIGUSR2 before
 that (a preemption or time-limit warning in a job's first seconds) killed the process, and SLURM
 marked the job FAILED. ``flowbench sweep`` sets submitit's ``python`` to
-``PYTHON -u -m harness.preemption``: this module imports nothing heavy and *blocks* SIGUSR2 at once,
+``PYTHON -u -m harness.cluster.preemption``: this module imports nothing heavy and *blocks* SIGUSR2 at once,
 so a signal that arrives while the job starts stays pending. Children started meanwhile inherit the
 block (SLURM signals every process of the job step, and glfw's import runs helper Pythons).
-``RunJob`` (harness.jobs) unblocks it once its own handler is in place: the pending signal then
+``RunJob`` (harness.cluster.jobs) unblocks it once its own handler is in place: the pending signal then
 stops the job at a clean point and requeues it. Only the interpreter's own start-up, tens of
 milliseconds before this module runs, is left uncovered.
 """

@@ -7,7 +7,6 @@ temporary renamed into place, so a reader never sees a half-written file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -16,9 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from rliable import plot_utils  # noqa: E402
 
-if TYPE_CHECKING:
-    from harness.aggregate import Aggregates
+from harness.reporting.aggregate import PAIR_SEPARATOR, STATISTICS, Aggregates  # noqa: E402
+from harness.reporting.report import METRIC_TEXT, metric_values  # noqa: E402
 
 FIGURE_FORMATS = ("png", "pdf")
 CURVE_SEED = 0  # seaborn bootstraps the learning curves' CI bands; fixed so figures regenerate identically
@@ -62,8 +62,6 @@ def learning_curves(evals: pd.DataFrame, stem: Path, metric: str = "normalized_s
 
     Every evaluation is drawn, unfinished runs' too: a point is the mean over the seeds evaluated at that step.
     """
-    from harness.report import METRIC_TEXT, metric_values
-
     data = evals.assign(value=metric_values(evals, metric), algorithm=evals["algo"].map(display_name))
     sns.set_theme(style="whitegrid", context="paper")
     datasets = data["dataset"].nunique()
@@ -78,11 +76,6 @@ def learning_curves(evals: pd.DataFrame, stem: Path, metric: str = "normalized_s
 
 def aggregate_intervals(result: Aggregates, stem: Path) -> list[Path]:
     """rliable's interval plot: IQM, mean, median, optimality gap per algorithm with their 95% CIs."""
-    from rliable import plot_utils
-
-    from harness.aggregate import STATISTICS
-    from harness.report import METRIC_TEXT
-
     order = sorted(result.algorithms, key=lambda a: result.estimates[a][0])
     # an algorithm without an interval (one run per task) is drawn as its point estimate alone
     intervals = {display_name(a): np.vstack([result.estimates[a]] * 2) if result.intervals[a] is None
@@ -117,10 +110,6 @@ def mark_point(ax: plt.Axes, x: float, row: int, color) -> None:
 
 def performance_profile(result: Aggregates, stem: Path) -> list[Path]:
     """Fraction of runs scoring above τ, per algorithm, with bootstrap bands where there are several runs."""
-    from rliable import plot_utils
-
-    from harness.report import METRIC_TEXT
-
     figure, ax = plt.subplots(figsize=(7, 4.5))
     profiles = {display_name(a): v for a, v in result.profiles.items()}
     bands = None if result.profile_bands is None else {display_name(a): v for a, v in result.profile_bands.items()}
@@ -133,10 +122,6 @@ def performance_profile(result: Aggregates, stem: Path) -> list[Path]:
 
 def probability_of_improvement(result: Aggregates, stem: Path) -> list[Path]:
     """P(X > baseline) for every other algorithm X, with 95% CIs (none drawn where there is one run per task)."""
-    from rliable import plot_utils
-
-    from harness.aggregate import PAIR_SEPARATOR
-
     order = sorted(result.improvement, key=lambda x: result.improvement[x])
     baseline = display_name(result.baseline)
     pairs = {f"{display_name(x)}{PAIR_SEPARATOR}{baseline}": result.improvement[x] for x in order}

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.published import SOURCES, published_score
+from harness.reporting.published import SOURCES, published_score
 
 METRICS = ("normalized_score", "success_rate", "return_mean")
 # What a suite may declare as its metric: scores on one scale across tasks (raw returns are not).

@@ -20,7 +20,8 @@ from typing import Any
 
 from harness.files import read_csv, read_json
 from harness.locks import current_holder
-from harness.run import ERROR_FILE, JOB_FILE
+from harness.cluster.jobs import JOB_FILE
+from harness.run import ERROR_FILE
 
 STATES = ("pending", "running", "done", "failed", "diverged")
 # SLURM states of a job that may still run the run (submitit reports "CANCELLED by 0" etc.).
