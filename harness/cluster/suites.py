@@ -44,7 +44,7 @@ from harness.data import OGBENCH_PREFIX, DatasetUnavailable, check_reward_transf
 from harness.reporting.report import ReportProtocol, check_protocol
 from harness.run import SINGLE_RUNS, RunSpec
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "slurm" / "suites"
+SUITES_DIR = Path(__file__).resolve().parents[2] / "slurm" / "suites"
 
 SCHEDULE_FIELDS = ("steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every")
 SUITE_FIELDS = ("name", "description", "algorithms", "datasets", "seeds", *SCHEDULE_FIELDS, "profile",

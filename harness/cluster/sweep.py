@@ -41,7 +41,7 @@ from harness.locks import RunDirLock
 from harness.reporting.report import PROTOCOL_FILE
 from harness.run import ERROR_FILE, RunSpec, finished_summary, identity_diff, resolve_device, run_identity
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
 EXECUTORS = ("local", "slurm", "debug")
 PROFILE_FIELDS = ("description", "partition", "account", "qos", "constraint", "exclude", "setup",
                   "additional_parameters", "signal_delay_s", "resources")
