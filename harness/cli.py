@@ -160,8 +160,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.reporting.report import collect
     from harness.files import atomic_write_text
+    from harness.reporting.report import collect
 
     evals = collect(Path(args.dir))
     out = Path(args.out) if args.out else Path(args.dir) / "evals.csv"
@@ -174,8 +174,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.reporting.report import load_results, render, resolve_protocol, score_table
     from harness.files import atomic_write_text
+    from harness.reporting.report import load_results, render, resolve_protocol, score_table
 
     protocol = resolve_protocol(Path(args.dir), args.metric, args.final)  # the suite's, unless flags say otherwise
     _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k)

@@ -39,7 +39,7 @@ class DemoTask:
 # methods' behaviour early in training (the learning checks and results/ use longer runs).
 DEMO_TASKS = (
     DemoTask("toy/bimodal-v0", transitions=5_000, steps=1_000, eval_every=500, eval_episodes=100),
-    DemoTask("local/pointmaze/umaze-v0", transitions=100_000, steps=1_500, eval_every=750, eval_episodes=10),
+    DemoTask("local/pointmaze/umaze-v0", transitions=100_000, steps=1_000, eval_every=500, eval_episodes=10),
 )
 
 
