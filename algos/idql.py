@@ -75,8 +75,8 @@ class IDQL(Agent):
                                      c.expectile, c.discount, seeds=s).to(self.device)
         self.behaviour = NoisePredictor(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s).to(self.device)
         self.schedule = VPSchedule(c.sampling_steps, self.device)
-        self.opt = self.adam([(self.critic.q.parameters(), c.critic_lr), (self.critic.value.parameters(), c.value_lr),
-                               (self.behaviour.parameters(), c.actor_lr)])
+        self.opt = self.adam([*self.critic.param_groups(c.critic_lr, c.value_lr),
+                              (self.behaviour.parameters(), c.actor_lr)])
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "behaviour": self.behaviour}

@@ -61,8 +61,8 @@ class IFQL(Agent):
                                      c.expectile, c.discount, seeds=s).to(self.device)
         self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
                                   seeds=s).to(self.device)
-        self.opt = self.adam([(self.critic.q.parameters(), c.critic_lr), (self.critic.value.parameters(), c.value_lr),
-                               (self.flow.parameters(), c.actor_lr)])
+        self.opt = self.adam([*self.critic.param_groups(c.critic_lr, c.value_lr),
+                              (self.flow.parameters(), c.actor_lr)])
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"critic": self.critic, "flow": self.flow}

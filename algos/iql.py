@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 import torch
 from torch import nn
@@ -115,8 +115,9 @@ class InSampleCritic(nn.Module):
         q = (self.target_q if target else self.q)(obs, actions).min(1).values
         return q - self.value(obs)
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [*self.q.parameters(), *self.value.parameters()]
+    def param_groups(self, critic_lr: float, value_lr: float) -> list[tuple[Iterable[nn.Parameter], float]]:
+        """Q's and V's parameters at their learning rates, as ``Agent.adam`` takes parameter groups."""
+        return [(self.q.parameters(), critic_lr), (self.value.parameters(), value_lr)]
 
     def update_target(self, tau: float) -> None:
         soft_update(self.target_q, self.q, tau)

@@ -117,8 +117,7 @@ class QIPO(Agent):
             self.policy = NoisePredictor(obs_dim, act_dim, c.actor_hidden_dims, c.activation, seeds=s).to(self.device)
         self.snapshot = copy.deepcopy(self.policy).requires_grad_(False)
         self.policy_opt = self.adam(self.policy.parameters(), c.actor_lr)
-        self.critic_opt = self.adam([(self.critic.q.parameters(), c.critic_lr),
-                                     (self.critic.value.parameters(), c.value_lr)])
+        self.critic_opt = self.adam(self.critic.param_groups(c.critic_lr, c.value_lr))
         # The "renewals" metric on the device: incremented in place by the renewing step, so that a
         # replayed (CUDA-graph) step reports it correctly. It mirrors ``renewals`` (derived from step).
         self.renewal_count = torch.zeros(s, device=self.device)
