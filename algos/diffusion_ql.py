@@ -104,10 +104,12 @@ class DiffusionQL(Agent):
     profiles = {"cpu": {"actor_hidden_dims": (128, 128), "value_hidden_dims": (128, 128), "num_candidates": 16}}
     # Both local tasks need a LayerNorm critic (as in the FQL paper's reruns of baselines): without it the
     # critic extrapolates past the data and the Q term drags actions off it; on the toy Q differs by only
-    # 0.5 between the modes, too little for softmax(Q) to choose among candidates (measurements:
-    # results/toy/tuning.md and results/pointmaze/umaze.md, "Diffusion-QL").
+    # 0.5 between the modes, too little for softmax(Q) to choose among candidates, and K = 5 leaves too many
+    # samples between its modes (as QIPO-Diff's; measurements: results/toy/tuning.md and
+    # results/pointmaze/umaze.md, "Diffusion-QL").
     presets = PAPER_PRESETS + (
-        ("toy/*", {"critic_layer_norm": True, "action_selection": "argmax", "actor_lr": 1e-3, "critic_lr": 1e-3}),
+        ("toy/*", {"critic_layer_norm": True, "action_selection": "argmax", "actor_lr": 1e-3, "critic_lr": 1e-3,
+                   "sampling_steps": 10}),
         ("local/pointmaze/*", {"critic_layer_norm": True}),
     )
 

@@ -51,7 +51,12 @@ class IFQL(Agent):
     policy_update_parts = ("flow",)
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
     # the FQL code's conventions (its get_config() defaults above; the README's IFQL example: N = 32)
-    presets = (*FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS)
+    presets = (
+        *FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS,
+        # Chosen here on local/pointmaze/umaze-v0 (10k updates): the best of 32 by Q picks the critic's
+        # ranking errors and drives into the U's wall; the best of 8 does not (results/pointmaze/umaze.md).
+        ("local/pointmaze/*", {"num_candidates": 8}),
+    )
 
     def __init__(self, obs_dim: int, act_dim: int, config: IFQLConfig, device: torch.device | str = "cpu",
                  num_seeds: int = 1):

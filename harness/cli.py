@@ -71,6 +71,7 @@ def scale_arguments(args: argparse.Namespace, factor: float) -> None:
         return
     if args.command == "run":
         args.steps, args.eval_every, args.log_every = shrink(args.steps), shrink(args.eval_every), shrink(args.log_every)
+        args.online_steps = shrink(args.online_steps, minimum=0)
         args.eval_episodes = shrink(args.eval_episodes)
         if args.checkpoint_every is not None:
             args.checkpoint_every = shrink(args.checkpoint_every)
@@ -94,7 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out!r} with {len(seeds)} seeds: each seed needs its own run directory; "
                          f"put {{seed}} in it, e.g. --out {args.out.rstrip('/')}/seed{{seed}}")
     specs = [RunSpec(
-        algo=args.algo, dataset=args.dataset, seed=seed, steps=args.steps, eval_every=args.eval_every,
+        algo=args.algo, dataset=args.dataset, seed=seed, steps=args.steps, online_steps=args.online_steps,
+        eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, out=args.out.replace("{seed}", str(seed)) if args.out else None,
         overrides=parse_overrides(args.set), profile=args.profile, normalize_obs=args.normalize_obs,
         log_every=args.log_every, checkpoint_every=args.checkpoint_every, device=args.device,
@@ -178,8 +180,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.reporting.report import load_results, render, resolve_protocol, score_table
 
     protocol = resolve_protocol(Path(args.dir), args.metric, args.final)  # the suite's, unless flags say otherwise
-    _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k)
-    table = score_table(final, protocol.metric, args.stat, protocol.last_k, args.published, protocol.origin)
+    _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
+    origin = protocol.origin + ("" if args.phase == "all" else f"; {args.phase} evaluations only")
+    table = score_table(final, protocol.metric, args.stat, protocol.last_k, args.published, origin)
     text = render(table, args.format)
     print(text, end="")
     if args.out:
@@ -194,7 +197,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     from harness.reporting.report import load_results, resolve_protocol
 
     protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
-    _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k)
+    _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
     result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline, protocol.origin)
     print(render_aggregates_markdown(result), end="")
     paths = write_aggregates(result, Path(args.out) if args.out else Path(args.dir) / "report")
@@ -210,7 +213,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from harness.reporting.report import load_results, resolve_protocol
 
     protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
-    evals, final = load_results(Path(args.dir), protocol.metric, protocol.last_k)
+    evals, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
     try:
         result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline,
                            protocol.origin)
@@ -320,6 +323,9 @@ def add_protocol_options(parser: argparse.ArgumentParser, metrics: Sequence[str]
     parser.add_argument("--final", default=None, metavar="last|avg-last-K",
                         help="a run's final score: its last evaluation, or the mean of its last K (finished runs "
                              "only); " + PROTOCOL_DEFAULT.format(key="final", fallback="last"))
+    parser.add_argument("--phase", default="all", choices=("all", "offline", "online"),
+                        help="which evaluations of runs with an online phase (--online-steps) count: all (default: "
+                             "a run's final score is its last), offline (up to the end of offline training) or online")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1_000_000,
                    help="gradient updates (default 1000000, the papers' length: hours on a GPU, days on a CPU; "
                         "try --steps 3000 --profile cpu first)")
+    p.add_argument("--online-steps", type=int, default=0,
+                   help="after the offline --steps, this many updates of online fine-tuning, one environment "
+                        "step before each (the FQL code's protocol; a finished offline run continues)")
     p.add_argument("--eval-every", type=int, default=100_000, help="updates between evaluations (default 100000)")
     p.add_argument("--eval-episodes", type=int, default=50, help="episodes per evaluation (default 50)")
     p.add_argument("--log-every", type=int, default=1000,
@@ -466,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.datasets import UnknownDataset
     from harness.files import CheckpointCorrupt, DiskFull
     from harness.locks import RunLocked
+    from harness.online import OnlineResumeMismatch
     from harness.run import RunConfigMismatch, RunDiverged
 
     try:
@@ -474,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (*EXPECTED_ERRORS, DatasetUnavailable, UnknownDataset, RunConfigMismatch, RunLocked, CheckpointCorrupt) as e:
         print(f"flowbench: error: {e}", file=sys.stderr)
         return 2
-    except (RunDiverged, DiskFull) as e:  # the run's fault or the machine's, not the command's: no traceback either
+    except (RunDiverged, DiskFull, OnlineResumeMismatch) as e:  # the run's fault or the machine's, not the command's: no traceback either
         print(f"flowbench: error: {e.strerror if isinstance(e, OSError) else e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

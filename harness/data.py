@@ -92,30 +92,36 @@ def episode_returns(rewards: np.ndarray, episode_ends: np.ndarray) -> np.ndarray
     return np.add.reduceat(rewards.astype(np.float64), starts)
 
 
-def iql_locomotion_rewards(rewards: np.ndarray, episode_ends: np.ndarray) -> np.ndarray:
+def iql_locomotion_scale(rewards: np.ndarray, episode_ends: np.ndarray) -> tuple[float, float]:
     """IQL's locomotion scaling: r · 1000 / (max − min episode return of the dataset)."""
     returns = episode_returns(rewards, episode_ends)
     spread = returns.max() - returns.min()
     if spread <= 0:
         raise ValueError("iql_locomotion reward scaling needs episodes with different returns")
-    return rewards * (1000.0 / spread)
+    return 1000.0 / float(spread), 0.0
+
+
+def standardize_scale(rewards: np.ndarray, episode_ends: np.ndarray) -> tuple[float, float]:
+    std = float(rewards.std())
+    return 1.0 / std, -float(rewards.mean()) / std
 
 
 # How an algorithm's published numbers turned the dataset's rewards into training rewards; an agent's
-# config names one (``reward_transform``), set per benchmark by its presets. Each takes the rewards and
-# the episode ends of the whole dataset.
-REWARD_TRANSFORMS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "none": lambda r, ends: r,
+# config names one (``reward_transform``), set per benchmark by its presets. Each is affine, r ↦ a·r + b,
+# with (a, b) computed once from the whole dataset's rewards and episode ends, so that rewards collected
+# online later (``harness.online``) go through the same map as the dataset's.
+REWARD_TRANSFORMS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[float, float]]] = {
+    "none": lambda r, ends: (1.0, 0.0),
     # IQL / FQL code, D4RL antmaze: 0/1 rewards become −1/0
-    "minus_one": lambda r, ends: r - 1.0,
+    "minus_one": lambda r, ends: (1.0, -1.0),
     # IQL paper (and Diffusion-QL's 'iql_locomotion'): rewards × 1000 / (max − min episode return)
-    "iql_locomotion": iql_locomotion_rewards,
+    "iql_locomotion": iql_locomotion_scale,
     # Diffusion-QL code, antmaze ('cql_antmaze'): (r − 0.5) · 4
-    "cql_antmaze": lambda r, ends: (r - 0.5) * 4.0,
+    "cql_antmaze": lambda r, ends: (4.0, -2.0),
     # Diffusion-QL code, adroit pen ('normalize'): standardised over the dataset
-    "standardize": lambda r, ends: (r - r.mean()) / r.std(),
+    "standardize": standardize_scale,
     # CORL's ReBRAC, antmaze: rewards × 100 (with its γ = 0.999 and critic lr 5e-5)
-    "times_100": lambda r, ends: r * 100.0,
+    "times_100": lambda r, ends: (100.0, 0.0),
 }
 
 
@@ -124,10 +130,16 @@ def check_reward_transform(name: str) -> None:
         raise ValueError(f"unknown reward_transform {name!r}; valid: {', '.join(REWARD_TRANSFORMS)}")
 
 
+def reward_map(data: "OfflineData", transform: str) -> tuple[float, float]:
+    """(a, b) of the algorithm's reward map r ↦ a·r + b on this dataset."""
+    check_reward_transform(transform)
+    return REWARD_TRANSFORMS[transform](data.rewards, data.episode_ends)
+
+
 def training_rewards(data: "OfflineData", transform: str) -> np.ndarray:
     """The rewards an algorithm trains on: the dataset's, through its config's ``reward_transform``."""
-    check_reward_transform(transform)
-    return REWARD_TRANSFORMS[transform](data.rewards, data.episode_ends).astype(np.float32)
+    scale, shift = reward_map(data, transform)
+    return (data.rewards.astype(np.float64) * scale + shift).astype(np.float32)
 
 
 # The FQL code clips dataset actions to ±(1 − 1e-5) (envs/env_utils.py, action_clip_eps), which keeps

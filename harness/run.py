@@ -3,7 +3,8 @@
 The run directory holds
 - ``config.json``  the resolved config (agent hyperparameters, run settings, package versions, git commit);
 - ``train.csv``    step, seconds, and the agent's losses averaged over each logging interval;
-- ``eval.csv``     step, seconds, return_mean, return_std, normalized_score, success_rate;
+- ``eval.csv``     step, seconds, return_mean, return_std, normalized_score, success_rate, phase (offline or
+                   online) and online_return (the mean return of the online episodes since the last row);
 - ``checkpoint.pt`` the latest checkpoint (agent, sampler generator, logging state), checksummed;
   ``checkpoint.prev.pt`` the one before it, kept until the run finishes (``harness.files``);
 - ``summary.json`` written when the run finishes.
@@ -13,6 +14,10 @@ Every file is written atomically, and one process at a time writes a run directo
 a directory with a checkpoint of the same config resumes and continues exactly (same batches, same
 noise); CSV rows written after the checkpoint are dropped first, so no row is duplicated. A
 different config is refused; a finished run is left as it is.
+
+With ``online_steps`` (``flowbench run --online-steps N``) the run goes on after its offline updates with
+N updates of offline-to-online fine-tuning, one environment step before each (``harness.online``); a
+finished offline run continues where it stopped, and the checkpoints of the online phase resume exactly.
 
 Several seeds of one configuration can train in one process as one batched model (``train_seeds``,
 ``flowbench run --seeds``): each seed still has its own directory with exactly these files, its own
@@ -45,6 +50,7 @@ from harness.evaluation import evaluate_seeds
 from harness.files import (NO_SPACE, atomic_write_text, load_checkpoint, no_space_error, previous_checkpoint, read_csv,
                            remove_temporaries, save_checkpoint)
 from harness.locks import run_dir_locks
+from harness.online import OnlineEnvs, OnlineReplay, online_blocker
 from harness.provenance import config_hash, git_commit, package_versions
 from harness.training import GRAPH_MODES, TrainingStep, configure_matmul_precision
 
@@ -52,7 +58,8 @@ ERROR_FILE = "error.txt"  # the traceback of a failed attempt, or why the run di
 # Files other than the run's own that may sit in a run directory before the run has started: the scheduler
 # adds the job file it writes there (harness.cluster.jobs), so this layer need not know the scheduler.
 FOREIGN_RUN_FILES: set[str] = {ERROR_FILE}
-EVAL_COLUMNS = ["step", "seconds", "return_mean", "return_std", "normalized_score", "success_rate"]
+EVAL_COLUMNS = ["step", "seconds", "return_mean", "return_std", "normalized_score", "success_rate", "phase",
+                "online_return"]
 
 
 class RunConfigMismatch(RuntimeError):
@@ -78,6 +85,7 @@ class RunSpec:
     dataset: str
     seed: int = 0
     steps: int = 1_000_000
+    online_steps: int = 0  # updates of online fine-tuning after the offline ``steps`` (harness.online)
     eval_every: int = 100_000
     eval_episodes: int = 50
     out: str | None = None
@@ -99,6 +107,10 @@ class RunSpec:
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else self.default_out()
 
+    @property
+    def total_steps(self) -> int:
+        return self.steps + self.online_steps
+
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` is CUDA when there is one; asking for CUDA where there is none is an error."""
@@ -113,23 +125,33 @@ def resolve_device(device: str) -> torch.device:
 class CsvLog:
     """Append-only CSV whose header is fixed by its first row; rows are flushed as written."""
 
-    def __init__(self, path: Path, columns: list[str] | None = None):
+    def __init__(self, path: Path, columns: list[str] | None = None, defaults: dict[str, str] | None = None):
+        """``columns`` fixes a new file's header; an existing file written before some of them existed gets
+        them (filled from ``defaults``) so later rows lose nothing."""
         self.path = path
         self.columns = columns
         if path.exists() and path.stat().st_size:
             with path.open(newline="") as f:
-                self.columns = next(csv.reader(f))
+                existing = next(csv.reader(f))
+            if columns and set(existing) < set(columns):
+                rows = [{**(defaults or {}), **r} for r in read_csv(path)]
+                self._rewrite(rows)
+            else:
+                self.columns = existing
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path, text.getvalue())
 
     def truncate_after(self, step: int) -> None:
         """Drops rows past ``step`` (written after the checkpoint a resumed run starts from)."""
         rows = [r for r in read_csv(self.path) if _complete_row_step(r) <= step]
         if self.columns is None:
             return
-        text = io.StringIO(newline="")
-        writer = csv.DictWriter(text, self.columns)
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.path, text.getvalue())
+        self._rewrite(rows)
 
     def write(self, row: dict[str, Any]) -> None:
         """Appends one row; a row that cannot be written whole (disk full) is cut off again, so the file
@@ -185,7 +207,7 @@ def finished_summary(spec: RunSpec) -> dict[str, Any] | None:
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
-    if summary.get("config_hash") != config_hash(run_identity(spec)) or summary.get("steps", 0) < spec.steps:
+    if summary.get("config_hash") != config_hash(run_identity(spec)) or summary.get("steps", 0) < spec.total_steps:
         return None
     return summary
 
@@ -199,6 +221,12 @@ def prepare(spec: RunSpec, data: data_lib.OfflineData | None = None, agent_confi
     for name in ("steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every"):
         if getattr(spec, name) is not None and getattr(spec, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(spec, name)}")
+    if spec.online_steps < 0:
+        raise ValueError(f"--online-steps must be 0 or positive, got {spec.online_steps}")
+    if spec.online_steps:
+        blocker = online_blocker(agent_config, spec.steps, spec.online_steps)
+        if blocker:
+            raise ValueError(f"{spec.algo} cannot fine-tune online: {blocker}")
     data_lib.check_reward_transform(agent_config.reward_transform)
     if spec.cuda_graph not in GRAPH_MODES:
         raise ValueError(f"--cuda-graph must be one of {', '.join(GRAPH_MODES)}, got {spec.cuda_graph!r}")
@@ -354,7 +382,7 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
             for f in ("train.csv", "eval.csv", "summary.json"):
                 (out / f).unlink(missing_ok=True)
     train_logs = [CsvLog(out / "train.csv") for out in outs]
-    eval_logs = [CsvLog(out / "eval.csv", EVAL_COLUMNS) for out in outs]
+    eval_logs = [CsvLog(out / "eval.csv", EVAL_COLUMNS, {"phase": "offline"}) for out in outs]
     if resume:
         agent.load_seed_state_dicts([ckpt["agent"] for ckpt in checkpoints])
         for sampler, ckpt in zip(samplers, checkpoints):
@@ -363,12 +391,33 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
         step_fn.load_state([ckpt["log_sums"] for ckpt in checkpoints], checkpoints[0]["log_count"])
         for log in (*train_logs, *eval_logs):
             log.truncate_after(agent.step)
+        for out in outs:  # rewritten when this attempt finishes; until then the run is not finished
+            (out / "summary.json").unlink(missing_ok=True)
     for out, resolved in zip(outs, runs):
         resolved["resumed_from_step"] = agent.step
         resolved["trained_with_seeds"] = seeds  # the seeds batched in this process (not part of the identity)
         atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, default=str))
 
     checkpoint_every = spec.checkpoint_every or spec.eval_every
+    total = spec.total_steps
+    online: OnlineEnvs | None = None
+
+    def start_online() -> None:
+        """From the offline step on: the replay (dataset + each seed's transitions), the envs and a training
+        step that samples from the replay; a checkpoint of the online phase restores all three."""
+        nonlocal online, step_fn
+        replay = OnlineReplay(buffer, len(seeds), spec.online_steps)
+        online = OnlineEnvs(data, seeds, replay, agent_config.reward_transform, device)
+        states = [ckpt.get("online") if ckpt else None for ckpt in checkpoints]
+        if resume and states[0] is not None and agent.step > spec.steps:
+            replay.load_seed_states([st["replay"] for st in states])
+            online.restore([st["envs"] for st in states])
+        else:
+            online.start()
+        sums, count = step_fn.state()
+        step_fn = TrainingStep(agent, replay, agent_config.batch_size, step_fn.sampler, spec.cuda_graph)
+        step_fn.load_state(sums, count)
+
     start_time = time.perf_counter()
 
     def elapsed(i: int) -> float:
@@ -380,7 +429,10 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
         for i, out in enumerate(outs):
             save_checkpoint({"agent": seed_state(state, i), "sampler": samplers[i].get_state(),
                              "seconds": elapsed(i), "log_sums": sums[i], "log_count": count,
-                             "config_hash": runs[i]["config_hash"]}, out / "checkpoint.pt")
+                             "config_hash": runs[i]["config_hash"],
+                             "online": None if online is None else {"replay": online.replay.seed_state(i),
+                                                                     "envs": online.seed_state(i)}},
+                            out / "checkpoint.pt")
         if on_checkpoint:
             on_checkpoint(agent.step)
 
@@ -388,17 +440,22 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
     label = f"s{seeds[0]}" if len(seeds) == 1 else "seeds " + ",".join(map(str, seeds))
     if progress == "auto":  # without a terminal (a log file, SLURM, a script): lines instead of a bar
         progress = "bar" if sys.stderr.isatty() else "lines"
-    bar = tqdm(total=spec.steps, initial=min(agent.step, spec.steps), desc=f"{spec.algo} {spec.dataset} {label}",
+    bar = tqdm(total=total, initial=min(agent.step, total), desc=f"{spec.algo} {spec.dataset} {label}",
                disable=progress != "bar", dynamic_ncols=True)
     progress_lines = progress == "lines"
     start_step = agent.step
-    while agent.step < spec.steps:
+    while agent.step < total:
+        if agent.step >= spec.steps and online is None:
+            start_online()
+        if online is not None:
+            online.step(agent)
         step_fn()
         step = agent.step
         bar.update(1)
-        logging = step % spec.log_every == 0 or step == spec.steps
-        evaluating = step % spec.eval_every == 0 or step == spec.steps
-        saved = step % checkpoint_every == 0 or step == spec.steps
+        last_offline = step == spec.steps
+        logging = step % spec.log_every == 0 or step == total or last_offline
+        evaluating = step % spec.eval_every == 0 or step == total or last_offline
+        saved = step % checkpoint_every == 0 or step == total or last_offline
         if logging or evaluating or saved:  # never log, evaluate or save a diverged agent
             check_finite(step_fn, step, outs, seeds, bar)
         if logging:
@@ -407,23 +464,30 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
                 train_logs[i].write({"step": step, "seconds": elapsed(i), **row})
         if evaluating:
             results = evaluate_seeds(agent, data, spec.eval_episodes, [s * 1000 + 10**6 for s in seeds])
+            online_returns = online.read_returns() if online is not None else [None] * len(seeds)
             for i, result in enumerate(results):
-                last_evals[i] = {"step": step, "seconds": elapsed(i), **result.row()}
+                last_evals[i] = {"step": step, "seconds": elapsed(i), **result.row(),
+                                 "phase": "online" if step > spec.steps else "offline",
+                                 "online_return": "" if online_returns[i] is None else online_returns[i]}
                 eval_logs[i].write(last_evals[i])
             bar.set_postfix(score=" ".join(f"{r.normalized_score:.1f}" for r in results))
             if progress_lines:
-                print(progress_line(f"{spec.algo} {spec.dataset} {label}", step, spec.steps, results,
+                print(progress_line(f"{spec.algo} {spec.dataset} {label}", step, total, results,
                                     (step - start_step) / (time.perf_counter() - start_time)),
                       file=sys.stderr, flush=True)
         if saved:
             save_checkpoints()
-        if should_stop is not None and step < spec.steps and should_stop():
+        if should_stop is not None and step < total and should_stop():
             if not saved:
                 check_finite(step_fn, step, outs, seeds, bar)
                 save_checkpoints()
             bar.close()
+            if online is not None:
+                online.close()
             raise RunInterrupted(step)
     bar.close()
+    if online is not None:
+        online.close()
     summaries = []
     for i, out in enumerate(outs):
         summary = {
@@ -431,6 +495,7 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
             "dataset": spec.dataset,
             "seed": seeds[i],
             "steps": agent.step,
+            "online_steps": spec.online_steps,
             "seconds": elapsed(i),
             "config_hash": runs[i]["config_hash"],
             "final": last_evals[i],
@@ -472,4 +537,11 @@ def check_finite(step_fn: TrainingStep, step: int, outs: list[Path], seeds: list
 
 def _last_eval(out: Path) -> dict[str, Any] | None:
     rows = read_csv(out / "eval.csv")
-    return {k: float(v) for k, v in rows[-1].items()} if rows else None
+    return {k: _number_or_text(v) for k, v in rows[-1].items()} if rows else None
+
+
+def _number_or_text(value: str | None) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value

@@ -58,7 +58,7 @@ TOY_PANELS = (
                                                     **FLOWQ_TOY_FIELD}),
     ToyPanel("QIPO (OT)", "qipo", 5000, QIPO_TOY_PHASES),
     ToyPanel("QIPO-Diff", "qipo_diff", 6000, QIPO_TOY_PHASES),
-    ToyPanel("Diffusion-QL", "diffusion_ql", 2500),
+    ToyPanel("Diffusion-QL", "diffusion_ql", 4000),
 )
 
 

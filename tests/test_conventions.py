@@ -126,7 +126,8 @@ def test_iql_locomotion_scaling_uses_the_dataset_return_range():
     rewards = np.array([1.0, 2.0, 3.0, 0.5, 0.5, 4.0], dtype=np.float32)
     ends = np.array([False, False, True, False, True, True])
     np.testing.assert_allclose(episode_returns(rewards, ends), [6.0, 1.0, 4.0])
-    np.testing.assert_allclose(REWARD_TRANSFORMS["iql_locomotion"](rewards, ends), rewards * 1000.0 / 5.0, rtol=1e-6)
+    scale, shift = REWARD_TRANSFORMS["iql_locomotion"](rewards, ends)
+    np.testing.assert_allclose(rewards * scale + shift, rewards * 1000.0 / 5.0, rtol=1e-6)
     assert resolve_config("iql", dataset_id="mujoco/hopper/medium-v0").reward_transform == "iql_locomotion"
 
 

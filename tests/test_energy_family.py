@@ -182,23 +182,27 @@ def test_diffusion_ql_backpropagates_q_through_every_denoising_step(maze_data):
 # samples between the modes (a flow cannot split perfectly in 10 Euler steps); a guided policy may
 # leave at most 10 %, while putting ≥ 80 % more weight on the better mode than imitation's 50 %.
 
-GUIDED_PANELS = [panel for panel in TOY_PANELS if panel.algo not in ("bc", "flow_bc")]
+# FlowQ's panels of the other two schedules (h = t², t²/(1−t)) are not run here, to keep CI short: they differ
+# from h = t only in h, which test_flowq_target_is_the_time_derivative_of_the_guided_gaussian_path pins for every
+# schedule, and `flowbench toy-figure` measures them (results/toy/summary.md: 89.6 and 88.0).
+GUIDED_PANELS = [panel for panel in TOY_PANELS if panel.algo not in ("bc", "flow_bc")
+                 and panel.overrides.get("schedule", "t") == "t"]
 
 
 # Each panel is an xdist group of its own: the panels are the suite's longest tests, so the two workers
 # share them (ungrouped tests go to a worker a whole file at a time).
-# Issue 14 (open): under the reference code's layout (Linear → GELU(tanh) → LayerNorm), FQL's and
-# Diffusion-QL's toy settings, tuned on the old layout, miss the threshold: the toy figure measured FQL 67
-# (16 % just outside the better mode's disc) and Diffusion-QL 80 (10 % off the support); on this test's
-# smaller toy dataset, even with a 3×256 critic (FQL) or a constant lr (Diffusion-QL), they scored 37 and
-# 74.5. Retuning them is open; until then they are expected failures, not passes.
-RETUNE_OPEN = {"fql", "diffusion_ql"}
+# Issue 14 (open): under the reference code's layout (Linear → GELU(tanh) → LayerNorm), FQL's toy setting
+# misses the threshold: its one-step policy leaves 10–20 % of the actions just below the better mode's disc,
+# where that critic still extrapolates Q ≈ 1 (toy figure: results/toy/summary.md; on this test's smaller toy
+# dataset below 68 over every α, q_agg, critic width and step count tried: results/toy/tuning.md). Until it is retuned the panel is an
+# expected failure, and not run meanwhile (minutes of CI that check nothing new).
+RETUNE_OPEN = {"fql"}
 
 
 def panel_marks(i: int, panel) -> list:
     marks = [pytest.mark.xdist_group(f"toy-panel-{i}"), pytest.mark.slow]
     if panel.algo in RETUNE_OPEN:
-        marks.append(pytest.mark.xfail(reason="issue 14: toy settings not yet retuned for the reference layout"))
+        marks.append(pytest.mark.xfail(run=False, reason="issue 14: toy setting not yet retuned for the reference layout"))
     return marks
 
 

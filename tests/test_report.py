@@ -32,7 +32,7 @@ pytestmark = pytest.mark.xdist_group("report")
 
 SEEDS = (0, 1, 2)
 SUITE = dict(name="paper", algorithms=["bc", "flow_bc"], seeds=len(SEEDS), steps=200, eval_every=100, log_every=100,
-             eval_episodes=1, profile="cpu", resources=dict(cpus=1),
+             eval_episodes=1, profile="cpu", resources=dict(cpus=1, seeds_per_job=len(SEEDS)),
              datasets={"toy/bimodal-v0": {"eval_episodes": 10}, "local/pointmaze/umaze-v0": {},
                        "local/pointmaze/medium-v0": {"transitions": 2000}})
 DOMAINS = {"toy/bimodal-v0": "toy", "local/pointmaze/umaze-v0": "pointmaze", "local/pointmaze/medium-v0": "pointmaze"}

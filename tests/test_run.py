@@ -60,8 +60,9 @@ def test_run_directory_contents(minari_root, tmp_path):
     assert config["versions"]["torch"].startswith("2.13.0") and "git_commit" in config
     assert config["reference_scores"]["source"] == "minari-metadata"
     evals = pd.read_csv(out / "eval.csv")
-    assert list(evals.columns) == ["step", "seconds", "return_mean", "return_std", "normalized_score", "success_rate"]
-    assert list(evals["step"]) == [10, 20]
+    assert list(evals.columns) == ["step", "seconds", "return_mean", "return_std", "normalized_score", "success_rate",
+                                   "phase", "online_return"]
+    assert list(evals["step"]) == [10, 20] and list(evals["phase"]) == ["offline", "offline"]
     assert evals["success_rate"].between(0, 1).all()
     train_log = pd.read_csv(out / "train.csv")
     assert {"step", "seconds", "critic_loss", "value_loss", "actor_loss"} <= set(train_log.columns)

@@ -12,6 +12,7 @@ A suite file::
       toy/bimodal-v0: {steps: 3000, eval_every: 1000, transitions: 5000}
     seeds: 8                          # a count (0..n-1) or a list
     steps: 500000
+    online_steps: 0                   # optional: online fine-tuning updates after the offline steps
     eval_every: 100000
     eval_episodes: 50
     profile: cpu                      # optional, for every algorithm without its own
@@ -42,11 +43,12 @@ from algos.base import UnknownAlgorithm
 from harness import datasets
 from harness.data import OGBENCH_PREFIX, DatasetUnavailable, check_reward_transform, open_minari
 from harness.reporting.report import ReportProtocol, check_protocol
+from harness.online import online_blocker
 from harness.run import SINGLE_RUNS, RunSpec
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "slurm" / "suites"
 
-SCHEDULE_FIELDS = ("steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every")
+SCHEDULE_FIELDS = ("steps", "online_steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every")
 SUITE_FIELDS = ("name", "description", "algorithms", "datasets", "seeds", *SCHEDULE_FIELDS, "profile",
                 "normalize_obs", "device", "resources", "metric", "final")
 ALGORITHM_FIELDS = ("algo", "overrides", "profile")
@@ -284,9 +286,14 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
             run_schedule = {**schedule, **{k: ds_entry[k] for k in SCHEDULE_FIELDS if k in ds_entry}}
             for k, v in run_schedule.items():
                 if not (k == "checkpoint_every" and v is None):
-                    as_int(v, f"{ds_where}: {k}")
+                    as_int(v, f"{ds_where}: {k}", minimum=0 if k == "online_steps" else 1)
             try:  # unknown config keys, values and profiles are caught here, not in a job hours later
-                check_reward_transform(resolve_config(algo, overrides, profile, str(dataset)).reward_transform)
+                config = resolve_config(algo, overrides, profile, str(dataset))
+                check_reward_transform(config.reward_transform)
+                blocker = online_blocker(config, run_schedule.get("steps", RunSpec.steps),
+                                         run_schedule.get("online_steps", 0)) if run_schedule.get("online_steps") else None
+                if blocker:
+                    raise ValueError(f"cannot fine-tune online: {blocker}")
             except (ValueError, UnknownAlgorithm) as e:
                 raise SuiteError(f"{entry_where} on {dataset}: {e}") from None
             for seed in seeds:

@@ -118,10 +118,30 @@ def collect(root: Path, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def load_results(root: Path, metric: str = "normalized_score", last_k: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(every evaluation, every run's final score) of the runs below ``root``."""
+PHASES = ("all", "offline", "online")
+
+
+def load_results(root: Path, metric: str = "normalized_score", last_k: int = 1, phase: str = "all"
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every evaluation, every run's final score) of the runs below ``root``; ``phase`` keeps only the
+    offline or the online evaluations of runs with an online phase (``eval.csv``'s ``phase``; rows written
+    before the column existed are offline). For ``offline``, a run whose online phase has begun counts as
+    finished: its offline phase is."""
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
     runs = runs_table(root)
     evals = collect(root, runs)
+    if "phase" not in evals:
+        evals["phase"] = "offline"
+    evals["phase"] = evals["phase"].fillna("offline")
+    if phase != "all":
+        if phase == "offline":
+            went_online = set(evals.loc[evals["phase"] == "online", "run"])
+            runs = runs.assign(finished=runs["finished"] | runs["run"].isin(went_online))
+            evals = evals.assign(finished=evals["run"].isin(runs.loc[runs["finished"], "run"]))
+        evals = evals[evals["phase"] == phase].reset_index(drop=True)
+        if evals.empty:
+            raise FileNotFoundError(f"no {phase} evaluations under {root}")
     return evals, final_scores(evals, runs, metric, last_k)
 
 
