@@ -181,8 +181,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     protocol = resolve_protocol(Path(args.dir), args.metric, args.final)  # the suite's, unless flags say otherwise
     _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
-    origin = protocol.origin + ("" if args.phase == "all" else f"; {args.phase} evaluations only")
-    table = score_table(final, protocol.metric, args.stat, protocol.last_k, args.published, origin)
+    table = score_table(final, protocol.metric, args.stat, protocol.last_k, args.published,
+                        protocol_origin(protocol.origin, args.phase))
     text = render(table, args.format)
     print(text, end="")
     if args.out:
@@ -198,7 +198,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
     protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
     _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
-    result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline, protocol.origin)
+    result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline,
+                       protocol_origin(protocol.origin, args.phase))
     print(render_aggregates_markdown(result), end="")
     paths = write_aggregates(result, Path(args.out) if args.out else Path(args.dir) / "report")
     print(f"\nwrote {', '.join(map(str, paths))}")
@@ -216,7 +217,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     evals, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
     try:
         result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline,
-                           protocol.origin)
+                           protocol_origin(protocol.origin, args.phase))
     except NoCommonTasks as e:  # an early sweep: its learning curves are still worth drawing
         print(f"aggregate plots skipped: {e}")
         result = None
@@ -315,6 +316,11 @@ def add_tf32_option(parser: argparse.ArgumentParser) -> None:
 # --metric and --final default to None so that a value given on the command line can be told apart from
 # none: unless given, the suite's reporting protocol (suite.json at its results root) applies.
 PROTOCOL_DEFAULT = "default: the suite's protocol (its YAML's {key}), else {fallback}"
+
+
+def protocol_origin(origin: str, phase: str) -> str:
+    """The caption's account of the protocol, and of the phase when only one phase's evaluations count."""
+    return origin if phase == "all" else f"{origin}; {phase} evaluations only"
 
 
 def add_protocol_options(parser: argparse.ArgumentParser, metrics: Sequence[str]) -> None:
@@ -484,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (*EXPECTED_ERRORS, DatasetUnavailable, UnknownDataset, RunConfigMismatch, RunLocked, CheckpointCorrupt) as e:
         print(f"flowbench: error: {e}", file=sys.stderr)
         return 2
-    except (RunDiverged, DiskFull, OnlineResumeMismatch) as e:  # the run's fault or the machine's, not the command's: no traceback either
+    except (RunDiverged, DiskFull, OnlineResumeMismatch) as e:  # the run's fault or the machine's: no traceback
         print(f"flowbench: error: {e.strerror if isinstance(e, OSError) else e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

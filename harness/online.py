@@ -28,19 +28,19 @@ from algos.base import AgentConfig, Batch
 from algos.seeds import SeedRandom
 from harness.data import ACTION_CLIP_EPS, OfflineData, TransitionBuffer, reward_map
 
-PHASES = ("offline", "online")
-
-
 class OnlineResumeMismatch(RuntimeError):
     """Replaying a checkpoint's online episode did not reproduce the observations it recorded."""
 
 
-def online_blocker(config: AgentConfig, offline_steps: int, online_steps: int) -> str | None:
-    """Why ``config`` cannot fine-tune online for ``online_steps`` after ``offline_steps``, or None.
+def check_online(algo: str, config: AgentConfig, offline_steps: int, online_steps: int) -> None:
+    """Raises ``ValueError`` (saying which ``--set`` lifts it) if ``config`` cannot fine-tune online for
+    ``online_steps`` updates after ``offline_steps``; nothing to check without an online phase.
 
     A learning rate whose cosine decay reaches 0 before the run ends (Diffusion-QL's, IQL's actor on
     locomotion) would leave the online phase with nothing learning; the schedule is part of the published
     offline setting, so flowbench refuses rather than changing it silently."""
+    if not online_steps:
+        return
     fields = config.to_dict()
     decayed = []
     for name, value in fields.items():
@@ -49,11 +49,11 @@ def online_blocker(config: AgentConfig, offline_steps: int, online_steps: int) -
             horizon = int(fields.get(f"{lr}_decay_steps", 0) or offline_steps)
             if horizon < offline_steps + online_steps:
                 decayed.append(name)
-    if not decayed:
-        return None
-    sets = " ".join(f"--set {name}=constant" for name in decayed)
-    return (f"{', '.join(decayed)} = cosine decays that learning rate to 0 by step "
-            f"{offline_steps}, so nothing would learn online; to fine-tune, run offline and online with {sets}")
+    if decayed:
+        sets = " ".join(f"--set {name}=constant" for name in decayed)
+        raise ValueError(f"{algo} cannot fine-tune online: {', '.join(decayed)} = cosine decays that learning rate "
+                         f"to 0 by step {offline_steps}, so nothing would learn online; to fine-tune, run offline and "
+                         f"online with {sets}")
 
 
 def episode_reset_seed(seed: int, episode: int) -> int:

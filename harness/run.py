@@ -50,7 +50,7 @@ from harness.evaluation import evaluate_seeds
 from harness.files import (NO_SPACE, atomic_write_text, load_checkpoint, no_space_error, previous_checkpoint, read_csv,
                            remove_temporaries, save_checkpoint)
 from harness.locks import run_dir_locks
-from harness.online import OnlineEnvs, OnlineReplay, online_blocker
+from harness.online import OnlineEnvs, OnlineReplay, check_online
 from harness.provenance import config_hash, git_commit, package_versions
 from harness.training import GRAPH_MODES, TrainingStep, configure_matmul_precision
 
@@ -223,10 +223,7 @@ def prepare(spec: RunSpec, data: data_lib.OfflineData | None = None, agent_confi
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(spec, name)}")
     if spec.online_steps < 0:
         raise ValueError(f"--online-steps must be 0 or positive, got {spec.online_steps}")
-    if spec.online_steps:
-        blocker = online_blocker(agent_config, spec.steps, spec.online_steps)
-        if blocker:
-            raise ValueError(f"{spec.algo} cannot fine-tune online: {blocker}")
+    check_online(spec.algo, agent_config, spec.steps, spec.online_steps)
     data_lib.check_reward_transform(agent_config.reward_transform)
     if spec.cuda_graph not in GRAPH_MODES:
         raise ValueError(f"--cuda-graph must be one of {', '.join(GRAPH_MODES)}, got {spec.cuda_graph!r}")

@@ -273,6 +273,8 @@ def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_pat
     (dict(algorithms={"fql": {"overrides": {"q_agg": "median"}}}), "config key 'q_agg' must be one of mean, min"),
     (dict(algorithms={"fql": {"overrides": {"flow_steps": 3}}}), "config key 'flow_steps' was renamed to 'sampling_steps'"),
     (dict(name="single"), "name 'single' is taken: runs/single/ holds `flowbench run`'s runs"),
+    (dict(algorithms=["diffusion_ql"], online_steps=10), "diffusion_ql cannot fine-tune online: actor_lr_schedule"),
+    (dict(online_steps=-1), "online_steps must be an integer >= 0"),
 ])
 def test_bad_suites_exit_2_and_write_nothing(minari_root, tmp_path, fields, message):
     fields = {**TINY, **fields}

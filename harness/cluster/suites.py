@@ -43,7 +43,7 @@ from algos.base import UnknownAlgorithm
 from harness import datasets
 from harness.data import OGBENCH_PREFIX, DatasetUnavailable, check_reward_transform, open_minari
 from harness.reporting.report import ReportProtocol, check_protocol
-from harness.online import online_blocker
+from harness.online import check_online
 from harness.run import SINGLE_RUNS, RunSpec
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "slurm" / "suites"
@@ -290,10 +290,7 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
             try:  # unknown config keys, values and profiles are caught here, not in a job hours later
                 config = resolve_config(algo, overrides, profile, str(dataset))
                 check_reward_transform(config.reward_transform)
-                blocker = online_blocker(config, run_schedule.get("steps", RunSpec.steps),
-                                         run_schedule.get("online_steps", 0)) if run_schedule.get("online_steps") else None
-                if blocker:
-                    raise ValueError(f"cannot fine-tune online: {blocker}")
+                check_online(algo, config, run_schedule.get("steps", RunSpec.steps), run_schedule.get("online_steps", 0))
             except (ValueError, UnknownAlgorithm) as e:
                 raise SuiteError(f"{entry_where} on {dataset}: {e}") from None
             for seed in seeds:
