@@ -9,9 +9,10 @@ so f_θ(x, ε, s) = x exactly (the boundary condition). Noise levels τ_1 = ε <
 ρ-schedule. Each update takes one critic step and one actor step (Diffusion-QL's structure, which CAC
 follows):
 - critic:  a′ from the policy (no gradient), y = r + γ m min_i Q_φ̄ᵢ(s′, a′), L_Q = mean_i (Q_φᵢ(s, a) − y)²;
-- BC:      consistency training, L_CT = mean ‖f_θ(a + τ_{n+1} z, τ_{n+1}, s) − sg f_θ(a + τ_n z, τ_n, s)‖²,
+- BC:      consistency training, L_CT = mean w_n ‖f_θ(a + τ_{n+1} z, τ_{n+1}, s) − sg f_θ(a + τ_n z, τ_n, s)‖²,
            n ~ U{1 … N−1}, z ~ N(0, I) shared by both terms (the target network is θ itself behind a stop-
-           gradient, as in Song & Dhariwal's improved consistency training);
+           gradient, as in Song & Dhariwal's improved consistency training), w_n = 100 / (τ_{n+1} − τ_n) as
+           the CAC code scales it (``scale_consistency_loss``; w_n = 1 without);
 - actor:   L_π = L_CT − η · mean Q_φ(s, a_θ) / sg(mean |Q|), a_θ from the K-step sampler with gradient.
 Sampling with K steps: a = f_θ(T z, T, s); then for each of K − 1 lower levels τ (evenly spaced in the
 schedule's index), a = f_θ(a + √(τ² − ε²) z′, τ, s); clipped to [-1, 1].
@@ -38,7 +39,13 @@ class CACConfig(AgentConfig):
     """CAC with the FQL code's shared settings (4×512 GELU MLPs, LayerNorm critic, Adam 3e-4, batch 256,
     γ 0.99, τ 0.005) and the consistency model's usual constants (ε 0.002, T 80, ρ 7). The FQL paper's
     CAC values were not reachable from here: N = 40 training levels, K = 5 sampling steps and η = 1
-    (Diffusion-QL's Q weight, whose actor-critic structure CAC follows) are chosen here."""
+    (Diffusion-QL's Q weight, whose actor-critic structure CAC follows) are chosen here.
+
+    ``scale_consistency_loss`` (default on) weights each sample's consistency error by 100 / (τ_{n+1} − τ_n),
+    as the CAC code does (quantumiracle/Consistency_Model_For_Reinforcement_Learning,
+    agents/ql_consistency.py, ``scale_consis_loss=True``): adjacent levels' outputs differ little, so the
+    unweighted loss is ~10⁻³ and the normalised Q term (~1) alone shaped the policy — on PointMaze umaze every
+    seed's actions left the data (score 0 at 2.5k updates, session 7)."""
 
     eta: float = 1.0  # weight of the normalised Q term against the consistency loss
     sampling_steps: int = 5  # K, consistency-model steps per action (training's Q term and acting)
@@ -46,6 +53,7 @@ class CACConfig(AgentConfig):
     eps: float = 0.002  # ε, the smallest noise level
     max_noise: float = 80.0  # T, the largest
     rho: float = 7.0
+    scale_consistency_loss: bool = True  # w_n = 100 / (τ_{n+1} − τ_n) on each sample's consistency error
     discount: float = 0.99
     tau: float = 0.005
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
@@ -62,7 +70,7 @@ class ConsistencyPolicy(torch.nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, c: CACConfig, seeds: int = 1):
         super().__init__()
-        self.act_dim, self.eps = act_dim, c.eps
+        self.act_dim, self.eps, self.scale_loss = act_dim, c.eps, c.scale_consistency_loss
         self.net = MLP(obs_dim + act_dim + 1, c.actor_hidden_dims, act_dim, c.activation, seeds=seeds)
         i = torch.arange(c.noise_levels, dtype=torch.float64) / (c.noise_levels - 1)
         levels = (c.eps ** (1 / c.rho) + i * (c.max_noise ** (1 / c.rho) - c.eps ** (1 / c.rho))) ** c.rho
@@ -90,13 +98,17 @@ class ConsistencyPolicy(torch.nn.Module):
         return action.clamp(-1.0, 1.0)
 
     def consistency_loss(self, obs: torch.Tensor, actions: torch.Tensor, rng: SeedRandom) -> torch.Tensor:
-        """L_CT ``[S]``: adjacent levels τ_n < τ_{n+1}, one z for both, the lower one behind a stop-gradient."""
+        """L_CT ``[S]``: adjacent levels τ_n < τ_{n+1}, one z for both, the lower one behind a stop-gradient;
+        each sample's error × 100 / (τ_{n+1} − τ_n) with ``scale_consistency_loss``."""
         n = rng.randint(len(self.levels) - 1, (actions.shape[1], 1))
         z = rng.randn(actions.shape[1:], dtype=actions.dtype)
         low, high = self.levels[n], self.levels[n + 1]
         with torch.no_grad():
             target = self(obs, actions + low * z, low)
-        return seed_mean((self(obs, actions + high * z, high) - target) ** 2)
+        errors = ((self(obs, actions + high * z, high) - target) ** 2).mean(-1, keepdim=True)  # [S, B, 1]
+        if self.scale_loss:
+            errors = errors * (100.0 / (high - low))
+        return seed_mean(errors)
 
 
 @register

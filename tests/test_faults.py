@@ -43,7 +43,9 @@ def test_a_second_writer_of_a_run_directory_exits_2_naming_the_holder(minari_roo
     out = tmp_path / "run"
     first = start_flowbench(*run_args(out, 3000))
     try:
-        holder = wait_for(lambda: current_holder(out), 120, "the first run to take its lock", poll=0.1)
+        # the lock is taken a moment before its holder record is written (read meanwhile as pid 0 on '?')
+        holder = wait_for(lambda: (h := current_holder(out)) is not None and h.pid != 0 and h, 120,
+                          "the first run to take its lock and record itself", poll=0.1)
         assert holder.pid == first.pid and holder.host == socket.gethostname()
         status = flowbench("status", str(out))
         assert " running " in status.stdout and f"pid {first.pid} on {socket.gethostname()}" in status.stdout, \

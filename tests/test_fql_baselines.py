@@ -167,8 +167,9 @@ def test_cac_policy_is_the_identity_at_the_smallest_noise_level(maze_data):
     assert agent.actor.levels[-1].item() == pytest.approx(agent.config.max_noise)
 
 
-def test_cac_consistency_target_is_the_adjacent_lower_level_with_the_same_noise(maze_data):
-    agent, batch = small_agent("cac", maze_data, noise_levels=6)
+@pytest.mark.parametrize("scaled", [True, False])
+def test_cac_consistency_target_is_the_adjacent_lower_level_with_the_same_noise(maze_data, scaled):
+    agent, batch = small_agent("cac", maze_data, noise_levels=6, scale_consistency_loss=scaled)
     replay = SeedRandom([generator_copy(agent)], "cpu")
     loss = agent.actor.consistency_loss(batch.obs, batch.actions, agent.rng)
     n = replay.randint(5, (batch.actions.shape[1], 1))
@@ -177,7 +178,10 @@ def test_cac_consistency_target_is_the_adjacent_lower_level_with_the_same_noise(
     with torch.no_grad():
         online = agent.actor(batch.obs, batch.actions + levels[n + 1] * z, levels[n + 1])
         target = agent.actor(batch.obs, batch.actions + levels[n] * z, levels[n])
-    assert loss.item() == pytest.approx(((online - target) ** 2).mean().item(), rel=1e-5)
+    # the CAC code's scale_consis_loss: each sample's error × 100 / (τ_{n+1} − τ_n)
+    weights = 100.0 / (levels[n + 1] - levels[n]) if scaled else torch.ones_like(levels[n])
+    expected = (weights * ((online - target) ** 2).mean(-1, keepdim=True)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     # only the higher level's pass carries gradient: the target is a stop-gradient
     grads = torch.autograd.grad(loss.sum(), list(agent.actor.parameters()), allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
