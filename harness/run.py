@@ -441,50 +441,49 @@ def _train_group(specs: list[RunSpec], runs: list[dict[str, Any]], checkpoints: 
                disable=progress != "bar", dynamic_ncols=True)
     progress_lines = progress == "lines"
     start_step = agent.step
-    while agent.step < total:
-        if agent.step >= spec.steps and online is None:
-            start_online()
-        if online is not None:
-            online.step(agent)
-        step_fn()
-        step = agent.step
-        bar.update(1)
-        last_offline = step == spec.steps
-        logging = step % spec.log_every == 0 or step == total or last_offline
-        evaluating = step % spec.eval_every == 0 or step == total or last_offline
-        saved = step % checkpoint_every == 0 or step == total or last_offline
-        if logging or evaluating or saved:  # never log, evaluate or save a diverged agent
-            check_finite(step_fn, step, outs, seeds, bar)
-        if logging:
-            means = step_fn.read_means()  # the only read back to the host between evaluations
-            for i, row in enumerate(means):
-                train_logs[i].write({"step": step, "seconds": elapsed(i), **row})
-        if evaluating:
-            results = evaluate_seeds(agent, data, spec.eval_episodes, [s * 1000 + 10**6 for s in seeds])
-            online_returns = online.read_returns() if online is not None else [None] * len(seeds)
-            for i, result in enumerate(results):
-                last_evals[i] = {"step": step, "seconds": elapsed(i), **result.row(),
-                                 "phase": "online" if step > spec.steps else "offline",
-                                 "online_return": "" if online_returns[i] is None else online_returns[i]}
-                eval_logs[i].write(last_evals[i])
-            bar.set_postfix(score=" ".join(f"{r.normalized_score:.1f}" for r in results))
-            if progress_lines:
-                print(progress_line(f"{spec.algo} {spec.dataset} {label}", step, total, results,
-                                    (step - start_step) / (time.perf_counter() - start_time)),
-                      file=sys.stderr, flush=True)
-        if saved:
-            save_checkpoints()
-        if should_stop is not None and step < total and should_stop():
-            if not saved:
-                check_finite(step_fn, step, outs, seeds, bar)
-                save_checkpoints()
-            bar.close()
+    try:  # the bar and the online envs are closed however the loop ends (finished, stopped, diverged)
+        while agent.step < total:
+            if agent.step >= spec.steps and online is None:
+                start_online()
             if online is not None:
-                online.close()
-            raise RunInterrupted(step)
-    bar.close()
-    if online is not None:
-        online.close()
+                online.step(agent)
+            step_fn()
+            step = agent.step
+            bar.update(1)
+            last_offline = step == spec.steps
+            logging = step % spec.log_every == 0 or step == total or last_offline
+            evaluating = step % spec.eval_every == 0 or step == total or last_offline
+            saved = step % checkpoint_every == 0 or step == total or last_offline
+            if logging or evaluating or saved:  # never log, evaluate or save a diverged agent
+                check_finite(step_fn, step, outs, seeds, bar)
+            if logging:
+                means = step_fn.read_means()  # the only read back to the host between evaluations
+                for i, row in enumerate(means):
+                    train_logs[i].write({"step": step, "seconds": elapsed(i), **row})
+            if evaluating:
+                results = evaluate_seeds(agent, data, spec.eval_episodes, [s * 1000 + 10**6 for s in seeds])
+                online_returns = online.read_returns() if online is not None else [None] * len(seeds)
+                for i, result in enumerate(results):
+                    last_evals[i] = {"step": step, "seconds": elapsed(i), **result.row(),
+                                     "phase": "online" if step > spec.steps else "offline",
+                                     "online_return": "" if online_returns[i] is None else online_returns[i]}
+                    eval_logs[i].write(last_evals[i])
+                bar.set_postfix(score=" ".join(f"{r.normalized_score:.1f}" for r in results))
+                if progress_lines:
+                    print(progress_line(f"{spec.algo} {spec.dataset} {label}", step, total, results,
+                                        (step - start_step) / (time.perf_counter() - start_time)),
+                          file=sys.stderr, flush=True)
+            if saved:
+                save_checkpoints()
+            if should_stop is not None and step < total and should_stop():
+                if not saved:
+                    check_finite(step_fn, step, outs, seeds, bar)
+                    save_checkpoints()
+                raise RunInterrupted(step)
+    finally:
+        bar.close()
+        if online is not None:
+            online.close()
     summaries = []
     for i, out in enumerate(outs):
         summary = {
