@@ -11,8 +11,10 @@ Shapes: inputs are ``[S, ..., in]``; an ensemble network returns ``[S, E, ..., o
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Literal, Sequence
+import warnings
+from typing import Callable, Iterator, Literal, Sequence
 
 import torch
 from torch import nn
@@ -40,20 +42,97 @@ class EnsembleLinear(nn.Module):
         bound = math.sqrt(6.0 * init_scale / (in_features + out_features))
         nn.init.uniform_(self.weight, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shared = x.dim() == 3  # [S, N, in]: every member sees the same input
-        if x.shape[0] == 1:
-            # One seed: the single-model products (a bias-fused addmm; one baddbmm for all members), which
-            # BLAS runs faster than a batch-of-one bmm followed by a bias add.
+    def forward(self, x: torch.Tensor, activation: nn.Module | None = None) -> torch.Tensor:
+        """``x W + b``, or ``activation(x W + b)`` when the activation that follows is given (then, for a
+        batched product on CUDA within ``bias_activation_fusion``, bias and activation run as one kernel)."""
+        seeds, n = x.shape[0], x.shape[-2]
+        if self.ensemble_size is None and seeds == 1:
+            # One seed: a bias-fused addmm, which BLAS runs faster than a batch-of-one bmm.
             # (squeeze, not x[0]: indexing's backward writes every gradient into a new zero tensor)
-            x, weight, bias = x.squeeze(0), self.weight.squeeze(0), self.bias.squeeze(0)
-            if self.ensemble_size is None:
-                return torch.addmm(bias.squeeze(0), x, weight).unsqueeze(0)
-            members = x.expand(self.ensemble_size, *x.shape) if shared else x
-            return torch.baddbmm(bias, members, weight).unsqueeze(0)
+            out = torch.addmm(self.bias.squeeze(0).squeeze(0), x.squeeze(0), self.weight.squeeze(0)).unsqueeze(0)
+            return out if activation is None else activation(out)
         if self.ensemble_size is None:
-            return torch.baddbmm(self.bias, x, self.weight)
-        return torch.matmul(x.unsqueeze(1) if shared else x, self.weight) + self.bias
+            batched_x, weight, bias = x, self.weight, self.bias
+        else:
+            # Every (seed, member) pair as one batch entry: a shared input [S, N, in] is expanded over the
+            # members (a view for one seed), weights and biases are viewed as [S·E, ...].
+            members = self.ensemble_size
+            if x.dim() == 3:
+                x = x.unsqueeze(1).expand(seeds, members, n, self.in_features)
+            batched_x = x.reshape(seeds * members, n, self.in_features)
+            weight = self.weight.reshape(seeds * members, self.in_features, self.out_features)
+            bias = self.bias.reshape(seeds * members, 1, self.out_features)
+        if activation is not None and _fusion_on and x.device.type in FUSED_DEVICE_TYPES:
+            out = fused_bias_activation(activation)(torch.bmm(batched_x, weight), bias)
+        else:
+            out = torch.baddbmm(bias, batched_x, weight)
+            if activation is not None:
+                out = activation(out)
+        return out if self.ensemble_size is None else out.reshape(seeds, self.ensemble_size, n, self.out_features)
+
+
+# Where a batched layer's bias add and activation run as one compiled kernel. A batched product (bmm) has
+# no bias epilogue: baddbmm first copies the broadcast bias into its output, one non-vectorised pass per
+# layer, which was the largest elementwise cost of an 8-seed FQL step on an H100 (tests/benchmarks/
+# gpu_kernel_profile.py). The CPU keeps the eager baddbmm: nothing to gain there, and nothing to compile.
+FUSED_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
+FUSION_BACKEND = "inductor"  # torch.compile's backend for it (inductor writes the fused Triton kernel)
+_fusion_on = False
+
+
+@contextlib.contextmanager
+def bias_activation_fusion(enabled: bool = True) -> Iterator[None]:
+    """Within this context, batched layers on a ``FUSED_DEVICE_TYPES`` device run bias add and activation
+    as one compiled kernel. ``harness.training`` turns it on for the steps it captures as CUDA graphs: a
+    replay runs the fused kernel at no host cost, while an eager step would pay dynamo's guard checks on
+    every layer call — more host time than the pass saves (8 FQL seeds, eager: 349 seed-updates/s fused on
+    an H200, 604 unfused on an H100; different cards, but the H200 is not the slower one)."""
+    global _fusion_on
+    previous, _fusion_on = _fusion_on, enabled
+    try:
+        yield
+    finally:
+        _fusion_on = previous
+
+
+class FusedBiasActivation:
+    """``activation(z + b)`` compiled by ``torch.compile`` into one kernel (and one for its backward).
+    If compiling fails, it warns once, naming the reason, and runs eagerly."""
+
+    def __init__(self, activation: nn.Module):
+        self.activation = activation
+        # Every instance compiles the same code object (``eager``), once per activation, grad mode, which
+        # inputs require gradients (a frozen critic's bias does not) and shape: more variants than dynamo's
+        # default limit of 8 per code object, which would turn the fusion off midway through a suite.
+        config = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, limit, max(getattr(config, limit), 64))
+        self.compiled = torch.compile(self.eager, fullgraph=True, backend=FUSION_BACKEND)
+        self.failure: str | None = None
+
+    def eager(self, z: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.activation(z + bias)
+
+    def __call__(self, z: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        if self.failure is None:
+            try:
+                return self.compiled(z, bias)
+            except Exception as e:  # noqa: BLE001 — any compiler failure: run eagerly, and say why
+                self.failure = f"{type(e).__name__}: {e}"
+                warnings.warn(f"fused bias + {self.activation} not compiled, running it eagerly: {self.failure}",
+                              stacklevel=2)
+        return self.eager(z, bias)
+
+
+_FUSED: dict[str, FusedBiasActivation] = {}  # one per kind of activation (its repr), shared by every layer
+
+
+def fused_bias_activation(activation: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The fused ``activation(z + b)`` for an activation module (one compiled function per kind)."""
+    key = repr(activation)
+    if key not in _FUSED:
+        _FUSED[key] = FusedBiasActivation(activation)
+    return _FUSED[key]
 
 
 # flax's defaults, which the JAX reference code (FQL, and the IQL/ReBRAC/IFQL it reruns) uses: LayerNorm
@@ -123,7 +202,18 @@ class MLP(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         x = torch.cat(inputs, dim=-1) if len(inputs) > 1 else inputs[0]
         seeds, lead = x.shape[0], x.shape[1:-1]
-        out = self.net(x.reshape(seeds, -1, x.shape[-1]))  # [S, N, in]: one matmul per layer
+        out = x.reshape(seeds, -1, x.shape[-1])  # [S, N, in]: one matmul per layer
+        layers = list(self.net)
+        i = 0
+        while i < len(layers):
+            layer, following = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, EnsembleLinear) and following is not None and not isinstance(
+                    following, (EnsembleLinear, EnsembleLayerNorm)):
+                out = layer(out, activation=following)  # the activation after it, fused with its bias add
+                i += 2
+            else:
+                out = layer(out)
+                i += 1
         if self.ensemble_size is None:
             return out.reshape(seeds, *lead, out.shape[-1])
         return out.reshape(seeds, self.ensemble_size, *lead, out.shape[-1])

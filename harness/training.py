@@ -24,6 +24,7 @@ from typing import Any, Callable, Hashable, Sequence
 import torch
 
 from algos.base import Agent
+from algos.networks import bias_activation_fusion
 from algos.seeds import SeedRandom
 from harness.data import TransitionBuffer
 
@@ -148,7 +149,8 @@ class TrainingStep:
                 self.paths[key] = GraphedCall(self._step, self.agent.device,
                                               [*self.agent.generators, *self.sampler.generators], self.warmup,
                                               self.pool, f"{type(self.agent).__name__}.train_step (code path {key!r})")
-            self.paths[key]()
+            with bias_activation_fusion():  # read at warm-up and capture only: a replay runs no Python
+                self.paths[key]()
         else:
             self._step()
         self.agent.advance()

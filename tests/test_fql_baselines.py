@@ -205,14 +205,24 @@ NEW_TOY_PANELS = [ToyPanel("FBRAC", "fbrac", 3000), ToyPanel("FAWAC", "fawac", 3
                   ToyPanel("SRPO", "srpo", 3000), ToyPanel("CAC", "cac", 3000)]
 
 
-# Issue 16 (open): on the toy, under the reference layout's critic (Linear → GELU → LayerNorm), none of the five
-# reaches 80 yet (scores in the issue-16 note; each leaves 10–30 % of its actions just outside the discs, where
-# that critic's Q is still high).
-# Kept ready to run once tuned; not run meanwhile (each costs minutes of CI and checks nothing new).
+# Issue 16 (open): on the toy, under the reference layout's critic (Linear → GELU → LayerNorm), FAWAC, IDQL, SRPO
+# and CAC do not reach 80 on every seed yet (a failing seed leaves 10–40 % of its actions just outside the
+# discs, where that critic's Q is still high; results/toy/tuning.md). Their panels are kept ready to run once
+# tuned and not run meanwhile (each costs minutes of CI and checks nothing new). FBRAC's toy preset reaches
+# it on seeds 0 / 1 / 2 (95.0 / 92.2 / 93.2).
+TOY_TUNING_OPEN = {"fawac", "idql", "srpo", "cac"}
+
+
+def new_panel_marks(panel: ToyPanel) -> list:
+    marks = [pytest.mark.xdist_group(f"toy-new-{panel.algo}")]
+    if panel.algo in TOY_TUNING_OPEN:
+        marks.append(pytest.mark.xfail(run=False, reason=f"issue 16: {panel.algo}'s toy setting not tuned to 80 yet"))
+    return marks
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(run=False, reason="issue 16: toy settings of FBRAC, FAWAC, IDQL, SRPO and CAC not tuned to 80 yet")
-@pytest.mark.parametrize("panel", [pytest.param(p, marks=pytest.mark.xdist_group(f"toy-new-{p.algo}"))
-                                   for p in NEW_TOY_PANELS], ids=[p.algo for p in NEW_TOY_PANELS])
+@pytest.mark.parametrize("panel", [pytest.param(p, marks=new_panel_marks(p)) for p in NEW_TOY_PANELS],
+                         ids=[p.algo for p in NEW_TOY_PANELS])
 def test_new_baselines_move_the_mass_to_the_better_mode_in_support(toy_data, panel):
     result = evaluate(train_toy_agent(panel, toy_data), toy_data, episodes=400, seed=0)
     assert result.normalized_score >= 80, result.normalized_score

@@ -2,10 +2,11 @@
 exactly as the eager step does? (Not a pytest file: CI has no GPU; ``tests/benchmarks/gpu.sh`` runs it.)
 
 For each algorithm, two agents start from the same seeds; one trains eagerly, the other replays its
-captured graphs, on the same synthetic data, in full float32 (TF32 off, so both run the same kernels).
-After ``--updates`` updates their logged metrics and parameters must agree. Paper-size networks and
-the graph warm-up make every code path (ReBRAC's actor steps, QIPO's phases and renewals, Diffusion-QL's
-EMA copies and steps) run eagerly, be captured and be replayed within the updates.
+captured graphs, on the same synthetic data, in full float32 (TF32 off, and bias + activation fused in
+both, so both run the same kernels). After ``--updates`` updates their logged metrics and parameters must
+agree. Paper-size networks and the graph warm-up make every code path (ReBRAC's actor steps, QIPO's phases
+and renewals, Diffusion-QL's EMA copies and steps) run eagerly, be captured and be replayed within the
+updates.
 
     python tests/benchmarks/gpu_graph_check.py --out results/timing/gpu/graph_check.json
 """
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from algos import REGISTRY  # noqa: E402
 from algos.base import make_seeded_agent, resolve_config  # noqa: E402
+from algos.networks import bias_activation_fusion  # noqa: E402
 from algos.seeds import SeedRandom  # noqa: E402
 from harness.timing import SyntheticBuffer  # noqa: E402
 from harness.training import TrainingStep, configure_matmul_precision  # noqa: E402
@@ -43,7 +45,8 @@ def train(algo: str, mode: str, seeds: list[int], updates: int, device: torch.de
     sampler = SeedRandom([torch.Generator(device=device).manual_seed(s) for s in seeds], device)
     step = TrainingStep(agent, buffer, config.batch_size, sampler, mode)
     logged = []
-    with warnings.catch_warnings(record=True) as caught:
+    # the eager steps fuse bias and activation as the graphed ones do, so that both run the same kernels
+    with warnings.catch_warnings(record=True) as caught, bias_activation_fusion():
         warnings.simplefilter("always")
         for i in range(updates):
             step()
