@@ -104,6 +104,8 @@ class FusedBiasActivation:
         # Every instance compiles the same code object (``eager``), once per activation, grad mode, which
         # inputs require gradients (a frozen critic's bias does not) and shape: more variants than dynamo's
         # default limit of 8 per code object, which would turn the fusion off midway through a suite.
+        import torch._dynamo  # explicit: not every torch version loads it with torch
+
         config = torch._dynamo.config
         limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, limit, max(getattr(config, limit), 64))

@@ -75,6 +75,8 @@ def test_fused_bias_activation_path_equals_the_eager_layers(monkeypatch):
         monkeypatch.setattr(networks, "FUSED_DEVICE_TYPES", ("cpu",))
         eager = mlp(x)  # outside the context: the eager layers
         eager_grads = torch.autograd.grad(eager.square().sum(), list(mlp.parameters()))
+        if ensemble is None:
+            assert not networks._FUSED  # nothing compiled outside the context
         with networks.bias_activation_fusion():
             fused = mlp(x)
             fused_grads = torch.autograd.grad(fused.square().sum(), list(mlp.parameters()))
