@@ -205,9 +205,9 @@ NEW_TOY_PANELS = [ToyPanel("FBRAC", "fbrac", 3000), ToyPanel("FAWAC", "fawac", 3
                   ToyPanel("SRPO", "srpo", 3000), ToyPanel("CAC", "cac", 3000)]
 
 
-# Issue 16 (open): on the toy SRPO does not reach 80 on every seed yet (49–100 over 8 seeds; a failing seed
-# leaves actions just outside the discs, where FQL's misses were found to sit on the critic's overshoot;
-# results/toy/tuning.md). Its panel is kept ready to run once tuned and not run meanwhile (it costs
+# Issue 16 (open): on the toy SRPO does not reach 80 on every seed yet (49–100 over 8 seeds). A failing seed
+# leaves actions just outside the upper disc, where its critic overshoots (Q above its value at the disc's
+# centre; results/toy/tuning.md). Its panel is kept ready to run once tuned and not run meanwhile (it costs
 # minutes of CI and checks nothing new). The others' toy presets reach it on every seed probed (FBRAC 95.0 /
 # 92.2 / 93.2, CAC 86.0 / 82.5 / 82.2 / 81.8, FAWAC 94.5 / 92.5 / 94.0, IDQL 94.8 / 92.8 / 94.2).
 TOY_TUNING_OPEN = {"srpo"}
