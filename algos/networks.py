@@ -192,30 +192,30 @@ class MLP(nn.Module):
             raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
         self.ensemble_size = ensemble_size
         layers: list[nn.Module] = []
+        # (linear, the activation after it, the LayerNorm after that): the forward pass hands each linear its
+        # activation, to fuse with its bias add. A plain tuple, so the modules stay registered under ``net``
+        # alone (its state_dict keys are the checkpoints').
+        blocks: list[tuple[EnsembleLinear, nn.Module | None, EnsembleLayerNorm | None]] = []
         dims = [in_dim, *hidden_dims]
         for d_in, d_out in zip(dims[:-1], dims[1:]):
-            layers.append(EnsembleLinear(d_in, d_out, ensemble_size, seeds))
-            layers.append(ACTIVATIONS[activation]())
-            if layer_norm:
-                layers.append(EnsembleLayerNorm(d_out, ensemble_size, seeds))
-        layers.append(EnsembleLinear(dims[-1], out_dim, ensemble_size, seeds, init_scale=final_init_scale))
+            linear, act = EnsembleLinear(d_in, d_out, ensemble_size, seeds), ACTIVATIONS[activation]()
+            norm = EnsembleLayerNorm(d_out, ensemble_size, seeds) if layer_norm else None
+            layers += [linear, act] + ([norm] if norm is not None else [])
+            blocks.append((linear, act, norm))
+        output = EnsembleLinear(dims[-1], out_dim, ensemble_size, seeds, init_scale=final_init_scale)
+        layers.append(output)
+        blocks.append((output, None, None))
         self.net = nn.Sequential(*layers)
+        self.blocks = tuple(blocks)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         x = torch.cat(inputs, dim=-1) if len(inputs) > 1 else inputs[0]
         seeds, lead = x.shape[0], x.shape[1:-1]
         out = x.reshape(seeds, -1, x.shape[-1])  # [S, N, in]: one matmul per layer
-        layers = list(self.net)
-        i = 0
-        while i < len(layers):
-            layer, following = layers[i], layers[i + 1] if i + 1 < len(layers) else None
-            if isinstance(layer, EnsembleLinear) and following is not None and not isinstance(
-                    following, (EnsembleLinear, EnsembleLayerNorm)):
-                out = layer(out, activation=following)  # the activation after it, fused with its bias add
-                i += 2
-            else:
-                out = layer(out)
-                i += 1
+        for linear, activation, norm in self.blocks:
+            out = linear(out, activation=activation)
+            if norm is not None:
+                out = norm(out)
         if self.ensemble_size is None:
             return out.reshape(seeds, *lead, out.shape[-1])
         return out.reshape(seeds, self.ensemble_size, *lead, out.shape[-1])
