@@ -191,18 +191,20 @@ GUIDED_PANELS = [panel for panel in TOY_PANELS if panel.algo not in ("bc", "flow
 
 # Each panel is an xdist group of its own: the panels are the suite's longest tests, so the two workers
 # share them (ungrouped tests go to a worker a whole file at a time).
-# Issue 14 (open): under the reference code's layout (Linear → GELU(tanh) → LayerNorm), FQL's toy setting
-# misses the threshold: its one-step policy leaves 10–20 % of the actions just below the better mode's disc,
-# where that critic still extrapolates Q ≈ 1 (toy figure: results/toy/summary.md; on this test's smaller toy
-# dataset below 68 over every α, q_agg, critic width and step count tried: results/toy/tuning.md). Until it is retuned the panel is an
-# expected failure, and not run meanwhile (minutes of CI that check nothing new).
-RETUNE_OPEN = {"fql"}
+# Issue 14 (blocked on this criterion): under the reference code's layout (Linear → GELU(tanh) → LayerNorm),
+# FQL's one-step policy leaves 20 % of the actions just below the better mode's disc, on the critic's overshoot
+# there (Q above its value at the disc's centre). Its distillation ties each noise sample to its own target, so
+# for the lower mode's half the best trade-off is the disc's near edge, wherever the critic peaks; no α, lr, step
+# count, critic width or aggregation tried reached 80 on more than one seed (results/toy/tuning.md). The panel is
+# an expected failure and not run (minutes of CI that check nothing new); tests/test_learning.py checks what FQL
+# does reliably here, emptying the worse mode.
+TOY_THRESHOLD_BLOCKED = {"fql"}
 
 
 def panel_marks(i: int, panel) -> list:
     marks = [pytest.mark.xdist_group(f"toy-panel-{i}"), pytest.mark.slow]
-    if panel.algo in RETUNE_OPEN:
-        marks.append(pytest.mark.xfail(run=False, reason="issue 14: toy setting not yet retuned for the reference layout"))
+    if panel.algo in TOY_THRESHOLD_BLOCKED:
+        marks.append(pytest.mark.xfail(run=False, reason="issue 14, blocked: FQL stops on the critic's overshoot under the better disc"))
     return marks
 
 

@@ -205,18 +205,20 @@ NEW_TOY_PANELS = [ToyPanel("FBRAC", "fbrac", 3000), ToyPanel("FAWAC", "fawac", 3
                   ToyPanel("SRPO", "srpo", 3000), ToyPanel("CAC", "cac", 3000)]
 
 
-# Issue 16 (open): on the toy SRPO does not reach 80 on every seed yet (49–100 over 8 seeds). A failing seed
-# leaves actions just outside the upper disc, where its critic overshoots (Q above its value at the disc's
-# centre; results/toy/tuning.md). Its panel is kept ready to run once tuned and not run meanwhile (it costs
-# minutes of CI and checks nothing new). The others' toy presets reach it on every seed probed (FBRAC 95.0 /
-# 92.2 / 93.2, CAC 86.0 / 82.5 / 82.2 / 81.8, FAWAC 94.5 / 92.5 / 94.0, IDQL 94.8 / 92.8 / 94.2).
-TOY_TUNING_OPEN = {"srpo"}
+# Issue 16 (blocked on this criterion): SRPO's toy preset reaches 80 on some seeds only (49–100 over 8 GPU seeds).
+# A failing seed leaves actions just under the upper disc, where its critic overshoots (Q above its value at the
+# disc's centre), and its score regulariser (weighted toward the large noise levels, as SRPO's VDS weighting)
+# pulls toward the mean of the two modes, below the disc, not into it (results/toy/tuning.md). The panel is
+# an expected failure and not run (it costs minutes of CI and checks nothing new); tests/test_learning.py checks
+# that SRPO empties the worse mode. The others' toy presets reach it on every seed probed (FBRAC 95.0 / 92.2 /
+# 93.2, CAC 86.0 / 82.5 / 82.2 / 81.8, FAWAC 94.5 / 92.5 / 94.0, IDQL 94.8 / 92.8 / 94.2).
+TOY_THRESHOLD_BLOCKED = {"srpo"}
 
 
 def new_panel_marks(panel: ToyPanel) -> list:
     marks = [pytest.mark.xdist_group(f"toy-new-{panel.algo}")]
-    if panel.algo in TOY_TUNING_OPEN:
-        marks.append(pytest.mark.xfail(run=False, reason=f"issue 16: {panel.algo}'s toy setting not tuned to 80 yet"))
+    if panel.algo in TOY_THRESHOLD_BLOCKED:
+        marks.append(pytest.mark.xfail(run=False, reason=f"issue 16, blocked: {panel.algo} stops on the critic's overshoot under the better disc"))
     return marks
 
 

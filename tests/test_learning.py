@@ -8,6 +8,7 @@ import torch
 from algos import make_agent, resolve_config
 from harness.data import TransitionBuffer
 from harness.evaluation import evaluate
+from harness.toy_figure import ToyPanel, train_toy_agent
 
 pytestmark = pytest.mark.slow  # every test here trains an agent until it has learned
 
@@ -46,12 +47,32 @@ def test_iql_learns_the_known_values(toy_data):
         assert agent.act(obs).mean(0)[1].item() > 0.05
 
 
+def reward_share(result, reward: float) -> float:
+    """Fraction of toy episodes (one step each) that earned ``reward``: 1.0 upper mode, 0.5 lower, 0 neither."""
+    return sum(r == reward for r in result.returns) / len(result.returns)
+
+
 def off_support(result) -> float:
     """Fraction of toy episodes whose action landed in neither mode (reward 0)."""
-    return sum(r == 0.0 for r in result.returns) / len(result.returns)
+    return reward_share(result, 0.0)
 
 
 def test_flow_bc_imitates_both_modes(toy_data):
     result = evaluate(trained("flow_bc", toy_data, 4000), toy_data, episodes=400, seed=0)
     assert 30 <= result.normalized_score <= 70, result.normalized_score
     assert off_support(result) < 0.15
+
+
+# FQL and SRPO follow ∇ₐQ with a per-sample tie (FQL's distillation) or a deterministic policy (SRPO). On this toy
+# both stop on the critic's overshoot just under the better disc, so about 20–28 % of their actions land off the support
+# and their "≥ 80 in the support" panels (tests/test_energy_family.py, tests/test_fql_baselines.py) are not run:
+# issues 14 and 16 are blocked on that criterion (results/toy/tuning.md). What both do reliably is the Q-guided
+# half of it: they move the worse mode's mass out (FQL seeds 0 / 1: 78 / 80 % upper, 0 % lower). With the Q term
+# outweighed (FQL α 1000) it is 35 / 29 / 36 % upper / lower / off, which fails here.
+@pytest.mark.parametrize("panel", [pytest.param(ToyPanel(name, algo, 3000), marks=pytest.mark.xdist_group(f"toy-q-{algo}"))
+                                   for name, algo in (("FQL", "fql"), ("SRPO", "srpo"))], ids=["fql", "srpo"])
+def test_q_following_policies_empty_the_worse_mode(toy_data, panel):
+    result = evaluate(train_toy_agent(panel, toy_data), toy_data, episodes=400, seed=0)
+    upper, lower = reward_share(result, 1.0), reward_share(result, 0.5)
+    assert lower <= 0.05, (upper, lower)
+    assert upper >= 0.65, (upper, lower)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -191,6 +192,21 @@ def test_usr2_in_a_jobs_first_second_requeues_it_and_never_fails_it(minari_root,
 
     submission = submitit.SlurmJob(Path(job["folder"]), job["job_id"]).submission()
     assert submission._timeout_countdown == 7
+
+
+def test_a_usr2_after_the_last_run_does_not_kill_the_finished_job():
+    """A USR2 still in flight when the runs are done (the test above sends six) reached the job's Python in its
+    shutdown, when Python has put the default action (terminate) back: the finished job's Python died of it
+    ("task 0: User defined signal 2") and the job never ended COMPLETED. The job now holds the signal once its runs are done. Here the process restores the default action
+    itself, as the shutdown does, and signals itself."""
+    code = ("import os, signal\n"
+            "from harness.cluster.jobs import RunJob\n"
+            "RunJob([])()\n"
+            "signal.signal(signal.SIGUSR2, signal.SIG_DFL)\n"
+            "os.kill(os.getpid(), signal.SIGUSR2)\n"
+            "print('exited normally', flush=True)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "exited normally" in result.stdout, (result.returncode, result.stderr)
 
 
 def test_a_lock_left_by_another_nodes_job_counts_while_that_job_runs(minari_root, slurm_cluster, tmp_path):

@@ -10,7 +10,9 @@ written after a checkpoint, so none is lost or repeated) and skips the finished 
 
 A SIGUSR2 that arrives before submitit's handler exists (in the job's first seconds) is held pending
 by ``harness.cluster.preemption``, the job's entry point, and delivered here: the job is requeued before
-anything trains.
+anything trains. One that arrives after the last run (a late preemption, or ``scancel`` signals still in flight)
+has nothing to save; it is held again, since during the interpreter's shutdown, with Python's handlers gone,
+it would kill the finished job's Python, and the job would end as failed.
 
 A run that raises leaves its traceback in ``error.txt`` in its directory (``flowbench status``
 shows it); the job then goes on with its other runs and fails at the end. A run that another process
@@ -79,6 +81,7 @@ class RunJob(submitit.helpers.Checkpointable):
                     out.mkdir(parents=True, exist_ok=True)
                     atomic_write_text(out / ERROR_FILE, traceback.format_exc())
                     failed.append(str(out))
+        preemption.hold_signals()  # every run is done or recorded: a SIGUSR2 from here on stays pending
         if failed:
             raise RunFailed(f"{len(failed)} of {len(self.specs)} runs failed (see error.txt): {', '.join(failed)}")
         return summaries
