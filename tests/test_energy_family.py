@@ -13,7 +13,7 @@ from algos.seeds import SeedRandom
 from harness.data import TransitionBuffer
 from harness.evaluation import evaluate
 from harness.toy_figure import TOY_PANELS, train_toy_agent
-from tests.test_learning import off_support
+from tests.test_learning import off_support, toy_threshold_marks
 
 
 def small(name: str, **overrides):
@@ -191,21 +191,9 @@ GUIDED_PANELS = [panel for panel in TOY_PANELS if panel.algo not in ("bc", "flow
 
 # Each panel is an xdist group of its own: the panels are the suite's longest tests, so the two workers
 # share them (ungrouped tests go to a worker a whole file at a time).
-# Issue 14 (blocked on this criterion): under the reference code's layout (Linear → GELU(tanh) → LayerNorm),
-# FQL's one-step policy leaves 20 % of the actions just below the better mode's disc, on the critic's overshoot
-# there (Q above its value at the disc's centre). Its distillation ties each noise sample to its own target, so
-# for the lower mode's half the best trade-off is the disc's near edge, wherever the critic peaks; no α, lr, step
-# count, critic width or aggregation tried reached 80 on more than one seed (results/toy/tuning.md). The panel is
-# an expected failure and not run (minutes of CI that check nothing new); tests/test_learning.py checks what FQL
-# does reliably here, emptying the worse mode.
-TOY_THRESHOLD_BLOCKED = {"fql"}
-
-
+# FQL's panel is an expected failure, not run: issue 14 is blocked on this criterion (tests/test_learning.py).
 def panel_marks(i: int, panel) -> list:
-    marks = [pytest.mark.xdist_group(f"toy-panel-{i}"), pytest.mark.slow]
-    if panel.algo in TOY_THRESHOLD_BLOCKED:
-        marks.append(pytest.mark.xfail(run=False, reason="issue 14, blocked: FQL stops on the critic's overshoot under the better disc"))
-    return marks
+    return [pytest.mark.xdist_group(f"toy-panel-{i}"), pytest.mark.slow, *toy_threshold_marks(panel.algo)]
 
 
 @pytest.mark.parametrize("panel", [pytest.param(p, marks=panel_marks(i, p)) for i, p in enumerate(GUIDED_PANELS)],

@@ -16,7 +16,7 @@ from algos.seeds import SeedRandom
 from harness.data import TransitionBuffer
 from harness.evaluation import evaluate
 from harness.toy_figure import ToyPanel, train_toy_agent
-from tests.test_energy_family import off_support
+from tests.test_learning import off_support, toy_threshold_marks
 
 SMALL = {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32"}
 
@@ -205,21 +205,13 @@ NEW_TOY_PANELS = [ToyPanel("FBRAC", "fbrac", 3000), ToyPanel("FAWAC", "fawac", 3
                   ToyPanel("SRPO", "srpo", 3000), ToyPanel("CAC", "cac", 3000)]
 
 
-# Issue 16 (blocked on this criterion): SRPO's toy preset reaches 80 on some seeds only (49–100 over 8 GPU seeds).
-# A failing seed leaves actions just under the upper disc, where its critic overshoots (Q above its value at the
-# disc's centre), and its score regulariser (weighted toward the large noise levels, as SRPO's VDS weighting)
-# pulls toward the mean of the two modes, below the disc, not into it (results/toy/tuning.md). The panel is
-# an expected failure and not run (it costs minutes of CI and checks nothing new); tests/test_learning.py checks
-# that SRPO empties the worse mode. The others' toy presets reach it on every seed probed (FBRAC 95.0 / 92.2 /
-# 93.2, CAC 86.0 / 82.5 / 82.2 / 81.8, FAWAC 94.5 / 92.5 / 94.0, IDQL 94.8 / 92.8 / 94.2).
-TOY_THRESHOLD_BLOCKED = {"srpo"}
+# SRPO's panel is an expected failure, not run: issue 16 is blocked on this criterion (tests/test_learning.py). The
+# others' toy presets reach it on every seed probed (FBRAC 95.0 / 92.2 / 93.2, CAC 86.0 / 82.5 / 82.2 / 81.8, FAWAC
+# 94.5 / 92.5 / 94.0, IDQL 94.8 / 92.8 / 94.2).
 
 
 def new_panel_marks(panel: ToyPanel) -> list:
-    marks = [pytest.mark.xdist_group(f"toy-new-{panel.algo}")]
-    if panel.algo in TOY_THRESHOLD_BLOCKED:
-        marks.append(pytest.mark.xfail(run=False, reason=f"issue 16, blocked: {panel.algo} stops on the critic's overshoot under the better disc"))
-    return marks
+    return [pytest.mark.xdist_group(f"toy-new-{panel.algo}"), *toy_threshold_marks(panel.algo)]
 
 
 @pytest.mark.slow

@@ -197,8 +197,8 @@ def test_usr2_in_a_jobs_first_second_requeues_it_and_never_fails_it(minari_root,
 def test_a_usr2_after_the_last_run_does_not_kill_the_finished_job():
     """A USR2 still in flight when the runs are done (the test above sends six) reached the job's Python in its
     shutdown, when Python has put the default action (terminate) back: the finished job's Python died of it
-    ("task 0: User defined signal 2") and the job never ended COMPLETED. The job now holds the signal once its runs are done. Here the process restores the default action
-    itself, as the shutdown does, and signals itself."""
+    ("task 0: User defined signal 2") and the job never ended COMPLETED. The job now holds the signal once its
+    runs are done. Here the process restores the default action itself, as the shutdown does, and signals itself."""
     code = ("import os, signal\n"
             "from harness.cluster.jobs import RunJob\n"
             "RunJob([])()\n"
