@@ -86,7 +86,7 @@ class AgentConfig:
         return type(self).from_dict({**self.to_dict(), **changes})
 
 
-# One name per concept across every agent (issue 17), so that ``--set key=value`` means the same
+# One name per concept across every agent, so that ``--set key=value`` means the same
 # everywhere. Keys that agents used to have, mapped to the keys that replaced them; a config refuses an
 # old key with a message naming the replacements it has (``renamed_key_message``), whether the key came
 # from ``--set``, a suite's ``overrides:`` or a preset.
@@ -124,11 +124,12 @@ def renamed_key_message(config_class: type[AgentConfig], key: str) -> str | None
 # Allowed ranges of numeric config fields, by field name; any other number must be finite and >= 0 (no
 # hyperparameter of these algorithms is negative). Fields ending in ``_lr`` or ``_hidden_dims`` or
 # starting with ``num_`` must be > 0.
-POSITIVE_FIELDS = {"batch_size", "sampling_steps", "components", "actor_freq", "ema_every", "renew_every",
+POSITIVE_FIELDS = {"batch_size", "sampling_steps", "time_dim", "components", "actor_freq", "ema_every", "renew_every",
                    "grad_norm", "max_weight", "actor_final_init_scale", "noise_levels", "eps", "max_noise", "rho"}
 INTERVAL_FIELDS: dict[str, tuple[Callable[[float], bool], str]] = {
     "discount": (lambda v: 0 < v <= 1, "(0, 1]"), "tau": (lambda v: 0 < v <= 1, "(0, 1]"),
-    "expectile": (lambda v: 0 < v < 1, "(0, 1)"), "ema_decay": (lambda v: 0 <= v <= 1, "[0, 1]")}
+    "expectile": (lambda v: 0 < v < 1, "(0, 1)"), "ema_decay": (lambda v: 0 <= v <= 1, "[0, 1]"),
+    "pretrain_fraction": (lambda v: 0 <= v <= 1, "[0, 1]"), "actor_dropout": (lambda v: 0 <= v < 1, "[0, 1)")}
 
 
 def check_range(key: str, value: Any) -> None:
@@ -456,7 +457,7 @@ class UnknownAlgorithm(KeyError):
 
 
 # What the fields every family shares mean (a field's own trailing comment in its config class wins): the
-# shared vocabulary of issue 17, one name per concept (README, "Config vocabulary").
+# shared vocabulary, one name per concept (README, "Config vocabulary").
 COMMON_FIELD_MEANINGS = {
     "reward_transform": "dataset rewards → training rewards (none, minus_one, iql_locomotion, cql_antmaze, "
                         "standardize, times_100); set per benchmark by presets",

@@ -6,19 +6,22 @@ Diffusion-QL's discrete variance-preserving schedule (Wang, Hunt, Zhou 2023, aft
 α_k = exp(−β_min/K − ½(β_max − β_min)(2k + 1)/K²), β_min = 0.1, β_max = 10, ᾱ_k = Π_{j≤k} α_j.
 The network predicts ε; the loss is mean ‖ε_θ(s, x_k, k) − ε‖². Sampling runs the K reverse steps
 x_{k−1} ~ q(x_{k−1} | x_k, x̂₀) from x_{K−1} ~ N(0, I), with x̂₀ = (x_k − √(1 − ᾱ_k) ε_θ)/√ᾱ_k
-clipped to the action box, no noise on the last step, and clips the result.
+clipped to the action box, no noise on the last step, and clips the result. IDQL's sampler (jaxrl5
+``ddpm_sampler``) is the same chain with options: x̂₀ unclipped, noise of variance β_k instead of the
+posterior's, and x_{k−1} clipped to the box after every step (``clip_x_t``).
 Tensors carry the leading seed axis (``algos.seeds``): ``[S, B, ...]``; losses are ``[S]``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import nn
 
 from algos.networks import MLP
+from algos.residual import ResidualMLP
 from algos.seeds import SeedRandom, seed_mean
 
 
@@ -82,6 +85,40 @@ class NoisePredictor(nn.Module):
         return self.net(x, self.time_features(k), obs)
 
 
+class FourierFeatures(nn.Module):
+    """jaxrl5's learnable ``FourierFeatures`` (IDQL, jaxrl5/networks/diffusion.py L34–49): [cos 2πkW, sin 2πkW]
+    of the step index k, W ``[dim/2, 1]`` per seed drawn from N(0, 0.2²) (L41) and trained."""
+
+    def __init__(self, dim: int, seeds: int = 1):
+        super().__init__()
+        self.kernel = nn.Parameter(0.2 * torch.randn(seeds, 1, dim // 2))
+
+    def forward(self, k: torch.Tensor) -> torch.Tensor:
+        seeds, lead = k.shape[0], k.shape[1:]
+        f = 2 * math.pi * k.reshape(seeds, -1, 1).to(self.kernel.dtype) * self.kernel  # [S, N, dim/2]
+        return torch.cat([f.cos(), f.sin()], dim=-1).reshape(seeds, *lead, -1)
+
+
+class ResidualNoisePredictor(nn.Module):
+    """``ε_θ(s, x_k, k)`` as IDQL's ``DDPM`` module with the ``ln_resnet`` reverse network (jaxrl5/networks/
+    diffusion.py L51–67; ddpm_iql_learner.py L116–150): learnable Fourier features of k (``time_dim``) → a
+    Dense(128) → mish → Dense(128) condition (L120–123), then ``ResidualMLP`` on [x, s, condition] (L65–67).
+    Called as a ``NoisePredictor`` is; ``rng`` (training) draws the residual blocks' dropout masks."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int = 256, num_blocks: int = 3,
+                 dropout: float = 0.1, layer_norm: bool = True, activation: str = "mish", time_dim: int = 64,
+                 seeds: int = 1):
+        super().__init__()
+        self.time_features = FourierFeatures(time_dim, seeds)
+        self.condition = MLP(time_dim, (128,), 128, "mish", seeds=seeds)  # xavier_uniform, as jaxrl5's MLP
+        self.net = ResidualMLP(act_dim + obs_dim + 128, act_dim, hidden_dim, num_blocks, dropout, layer_norm,
+                               activation, seeds=seeds)
+
+    def forward(self, obs: torch.Tensor, x: torch.Tensor, k: torch.Tensor,
+                rng: SeedRandom | None = None) -> torch.Tensor:
+        return self.net(torch.cat([x, obs, self.condition(self.time_features(k))], dim=-1), rng)
+
+
 def denoising_loss(model: NoisePredictor, schedule: VPSchedule, obs: torch.Tensor, actions: torch.Tensor,
                    rng: SeedRandom, weights: torch.Tensor | None = None) -> torch.Tensor:
     """mean ‖ε_θ(s, x_k, k) − ε‖² over batch and action dimensions per seed, k ~ U{0 … K−1};
@@ -93,9 +130,18 @@ def denoising_loss(model: NoisePredictor, schedule: VPSchedule, obs: torch.Tenso
 
 
 def ddpm_sample(model: NoisePredictor, schedule: VPSchedule, obs: torch.Tensor, noise: torch.Tensor,
-                rng: SeedRandom, clip_denoised: bool = True) -> torch.Tensor:
+                rng: SeedRandom, clip_denoised: bool = True, clip_x_t: bool = False,
+                noise_variance: Literal["posterior", "beta"] = "posterior") -> torch.Tensor:
     """Runs the K reverse steps from ``noise``; gradients flow through every step unless the caller
-    wraps it in ``torch.no_grad()`` (Diffusion-QL backpropagates its Q term through the whole chain)."""
+    wraps it in ``torch.no_grad()`` (Diffusion-QL backpropagates its Q term through the whole chain).
+
+    ``clip_denoised``: clip x̂₀ to [-1, 1] before the posterior mean (Diffusion-QL); ``clip_x_t``: clip
+    x_{k−1} to [-1, 1] after every step (jaxrl5 ``ddpm_sampler`` with ``clip_sampler``, diffusion.py L90–91);
+    ``noise_variance``: the posterior's β̃_k (Diffusion-QL) or β_k (jaxrl5 diffusion.py L88). Without
+    ``clip_denoised`` the posterior mean is jaxrl5's (x_k − β_k/√(1 − ᾱ_k) ε_θ)/√α_k (L80–82): the same
+    quantity, written through x̂₀."""
+    if noise_variance not in ("posterior", "beta"):
+        raise ValueError(f"unknown noise_variance {noise_variance!r}; valid: posterior, beta")
     x = noise
     for k in reversed(range(schedule.steps)):
         steps = torch.full(x.shape[:-1], k, device=x.device, dtype=torch.long)
@@ -106,5 +152,10 @@ def ddpm_sample(model: NoisePredictor, schedule: VPSchedule, obs: torch.Tensor, 
         x = schedule.posterior_mean_coef1[k] * x0 + schedule.posterior_mean_coef2[k] * x
         if k > 0:
             z = rng.randn(x.shape[1:], dtype=x.dtype)
-            x = x + (0.5 * schedule.posterior_log_variance[k]).exp() * z
+            if noise_variance == "posterior":
+                x = x + (0.5 * schedule.posterior_log_variance[k]).exp() * z
+            else:
+                x = x + schedule.betas[k].sqrt() * z
+        if clip_x_t:
+            x = x.clamp(-1.0, 1.0)
     return x.clamp(-1.0, 1.0)

@@ -3,14 +3,19 @@
 The "expensive" baseline of the FQL paper (Park, Li, Levine, ICML 2025, arXiv 2502.02538, Sec. 5): the
 behaviour-regularised actor-critic of BRAC (Wu, Tucker, Nachum 2019) with a flow-matching policy, whose
 Q term is differentiated through all K Euler steps (backpropagation through time) — the recursion that
-FQL's one-step distillation avoids. Two networks, a twin critic Q_φ and a flow v_θ(s, x, t); each update
-takes ONE optimiser step on L = L_Q + α·L_flow + L_q:
-- critic:  a′ = flow_K(s′, z′) (no gradient), y = r + γ m agg_i Q_φ̄ᵢ(s′, a′), L_Q = mean_i (Q_φᵢ(s, a) − y)²;
-- flow:    L_flow = mean ‖v_θ(s, x_t, t) − (a − x₀)‖² (the behaviour regulariser);
+FQL's one-step distillation avoids. Reference: the FBRAC of Value Flows (chongyi-zheng/value-flows
+agents/fbrac.py, commit 0183335, lines below; FQL's first author among its authors). Two networks, a twin
+critic Q_φ and a flow v_θ(s, x, t); each update takes ONE Adam step on L = L_Q + α·L_flow + L_q, every term
+from the parameters before the step (fbrac.py:L89-105, L117-127):
+- critic:  a′ = flow_K(s′, z′) (no gradient), y = r + γ m agg_i Q_φ̄ᵢ(s′, a′), L_Q = mean_i (Q_φᵢ(s, a) − y)²
+           (L22-37);
+- flow:    L_flow = mean ‖v_θ(s, x_t, t) − (a − x₀)‖² over batch and action dims (the behaviour regulariser,
+           L51-59);
 - q:       L_q = −mean_B mean_i Q_φᵢ(s, flow_K(s, z)), the K Euler steps *with* gradient, ×sg(1/mean|Q|)
-           if ``normalize_q_loss`` (the critic learns nothing from this term).
+           if ``normalize_q_loss`` (the critic learns nothing from this term: it is called without the
+           gradient's parameters, L61-71); L_π = α·L_flow + L_q (L74).
 The cost of an update grows linearly with K (what ``flowbench timing`` shows against FQL).
-Acting: one flow sample (K Euler steps from fresh noise), clipped to [-1, 1].
+Acting: one flow sample (K Euler steps from fresh noise), clipped to [-1, 1] (L130-170).
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from algos.td import FlowTDAgent, QAggregation, td_critic_loss
 
 @dataclass
 class FBRACConfig(AgentConfig):
-    """FBRAC with the FQL code's shared settings (4×512 GELU MLPs, LayerNorm critic only, twin Q, Adam
-    3e-4, batch 256, γ 0.99, τ 0.005, K = 10). The FQL paper's per-task α for FBRAC was not reachable
-    from here: α = 10 is the default of the FBRAC in Value Flows (chongyi-zheng/value-flows
-    agents/fbrac.py, FQL's first author among its authors); retune per task with ``--set alpha=``."""
+    """FBRAC with Value Flows' get_config() (agents/fbrac.py:L240-261): 4×512 GELU MLPs, LayerNorm in the
+    critic only, twin Q (L203-214), one Adam at 3e-4 (L228), batch 256, γ 0.99, τ 0.005, K = 10, α 10
+    (L255, "need to be tuned for each environment"). The per-task α of its README are the presets; the FQL
+    paper's per-task α for the tasks it ran are not in any code reachable from here; retune with
+    ``--set alpha=``."""
 
     alpha: float = 10.0  # weight of the flow-matching (behaviour) loss against −Q
     sampling_steps: int = 10  # K: Euler steps the Q gradient is backpropagated through
@@ -59,6 +65,17 @@ class FBRAC(FlowTDAgent):
     profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
     presets = (
         *FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS,
+        # The per-task values of the reference's command lines (value-flows README.md, "FBRAC", offline RL).
+        # For the other OGBench tasks and D4RL it reuses the FQL paper's numbers (README.md:L190), so its
+        # code carries no α for them.
+        ("ogbench/cube-triple-play-*", {"alpha": 100.0, "discount": 0.995}),  # README.md:L188
+        # Pixel tasks (README.md:L193-197); the reference's impala_small encoder, p_aug 0.5 and frame_stack 3
+        # have no flowbench counterpart, only α and γ are carried over.
+        ("ogbench/visual-antmaze-medium-navigate-*", {"alpha": 100.0}),  # README.md:L193
+        ("ogbench/visual-antmaze-teleport-navigate-*", {"alpha": 100.0}),  # README.md:L194
+        ("ogbench/visual-cube-double-play-*", {"alpha": 100.0, "discount": 0.995}),  # README.md:L195
+        ("ogbench/visual-scene-play-*", {"alpha": 100.0}),  # README.md:L196
+        ("ogbench/visual-puzzle-3x3-play-*", {"alpha": 100.0}),  # README.md:L197
         # flowbench's toy (Q differs by only 0.5 between the modes): a weaker behaviour term lets Q move the
         # lower mode's samples across, and lr 1e-3 (as the other toy presets) lets 3000 updates finish it.
         # α 0.3 at lr 3e-4 scored 76; α 0.1 at lr 1e-3 95.0 / 92.2 (seeds 0 / 1; results/toy/tuning.md).

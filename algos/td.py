@@ -21,27 +21,31 @@ QAggregation = Literal["mean", "min"]
 
 
 def td_critic_loss(critic: Critic, target_critic: Critic, batch: Batch, next_actions: torch.Tensor, discount: float,
-                   q_agg: QAggregation = "mean") -> tuple[torch.Tensor, torch.Tensor]:
-    """(L_Q ``[S]``, Q(s, a) ``[S, E, B]``) for a batch ``[S, B, ...]`` and next actions ``[S, B, act]``."""
+                   q_agg: QAggregation = "mean", std_penalty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_Q ``[S]``, Q(s, a) ``[S, E, B]``) for a batch ``[S, B, ...]`` and next actions ``[S, B, act]``;
+    ``std_penalty`` ρ > 0 subtracts ρ times the heads' (population) std from the aggregate."""
     with torch.no_grad():
         next_qs = target_critic(batch.next_obs, next_actions)
         next_q = next_qs.min(1).values if q_agg == "min" else next_qs.mean(1)
+        if std_penalty > 0:
+            next_q = next_q - std_penalty * next_qs.std(1, unbiased=False)
         target = batch.rewards + discount * batch.masks * next_q
     q = critic(batch.obs, batch.actions)
     return seed_mean((q - target[:, None]) ** 2), q
 
 
 class FlowTDAgent(Agent):
-    """A twin TD critic ``critic`` with its Polyak ``target_critic`` and a flow policy ``flow``, all trained by
-    one Adam (the FQL code's single optimiser), the critic at ``critic_lr`` and the flow at ``actor_lr``. The
-    config has ``value_hidden_dims``, ``actor_hidden_dims``, ``critic_layer_norm``, ``actor_layer_norm``,
-    ``activation``, ``actor_lr`` and ``critic_lr``."""
+    """A TD critic ``critic`` (twin, or ``num_qs`` heads where the config has that field) with its Polyak
+    ``target_critic`` and a flow policy ``flow``, all trained by one Adam (the FQL code's single optimiser),
+    the critic at ``critic_lr`` and the flow at ``actor_lr``. The config has ``value_hidden_dims``,
+    ``actor_hidden_dims``, ``critic_layer_norm``, ``actor_layer_norm``, ``activation``, ``actor_lr`` and
+    ``critic_lr``."""
 
     def __init__(self, obs_dim: int, act_dim: int, config: Any, device: torch.device | str = "cpu", num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.critic_layer_norm, c.activation,
-                             seeds=s).to(self.device)
+        self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, getattr(c, "num_qs", 2), c.critic_layer_norm,
+                             c.activation, seeds=s).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
                                   seeds=s).to(self.device)

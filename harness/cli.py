@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from algos import REGISTRY
 from algos.base import ConfigError, UnknownAlgorithm
+from harness import rundir
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, UnknownAlgorithm, ValueError, FileExistsError,
                                                    FileNotFoundError)
@@ -173,16 +174,28 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def protocol_and_results(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:
+    """What ``report``, ``aggregate`` and ``plot`` share: the protocol for ``args.dir`` (the suite's, unless
+    ``--metric``/``--final`` say otherwise), every evaluation and final score of ``args.phase``, and the
+    caption's origin line."""
+    from pathlib import Path
+
+    from harness.protocol import resolve_protocol
+    from harness.reporting.report import load_results
+
+    protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
+    evals, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
+    return protocol, evals, final, protocol_origin(protocol.origin, args.phase)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.files import atomic_write_text
-    from harness.reporting.report import load_results, render, resolve_protocol, score_table
+    from harness.reporting.report import render, score_table
 
-    protocol = resolve_protocol(Path(args.dir), args.metric, args.final)  # the suite's, unless flags say otherwise
-    _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
-    table = score_table(final, protocol.metric, args.stat, protocol.last_k, args.published,
-                        protocol_origin(protocol.origin, args.phase))
+    protocol, _, final, origin = protocol_and_results(args)
+    table = score_table(final, protocol.metric, args.stat, protocol.last_k, args.published, origin)
     text = render(table, args.format)
     print(text, end="")
     if args.out:
@@ -194,12 +207,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.reporting.aggregate import aggregate, render_aggregates_markdown, write_aggregates
-    from harness.reporting.report import load_results, resolve_protocol
 
-    protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
-    _, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
-    result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline,
-                       protocol_origin(protocol.origin, args.phase))
+    protocol, _, final, origin = protocol_and_results(args)
+    result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline, origin)
     print(render_aggregates_markdown(result), end="")
     paths = write_aggregates(result, Path(args.out) if args.out else Path(args.dir) / "report")
     print(f"\nwrote {', '.join(map(str, paths))}")
@@ -211,13 +221,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     from harness.reporting.aggregate import NoCommonTasks, aggregate
     from harness.reporting.plots import plot_results
-    from harness.reporting.report import load_results, resolve_protocol
 
-    protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
-    evals, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
+    protocol, evals, final, origin = protocol_and_results(args)
     try:
-        result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline,
-                           protocol_origin(protocol.origin, args.phase))
+        result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline, origin)
     except NoCommonTasks as e:  # an early sweep: its learning curves are still worth drawing
         print(f"aggregate plots skipped: {e}")
         result = None
@@ -354,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=100_000, help="updates between evaluations (default 100000)")
     p.add_argument("--eval-episodes", type=int, default=50, help="episodes per evaluation (default 50)")
     p.add_argument("--log-every", type=int, default=1000,
-                   help="updates between train.csv rows of averaged losses (default 1000)")
+                   help=f"updates between {rundir.TRAIN_LOG} rows of averaged losses (default 1000)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="updates between checkpoints (default: at "
                                                                        "every evaluation)")
     p.add_argument("--out", help="run directory (default runs/ALGO/DATASET/seedS); with several seeds it must "
@@ -482,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.files import CheckpointCorrupt, DiskFull
     from harness.locks import RunLocked
     from harness.online import OnlineResumeMismatch
-    from harness.run import RunConfigMismatch, RunDiverged
+    from harness.run import RunConfigMismatch
+    from harness.trainer import RunDiverged
 
     try:
         scale_arguments(args, step_scale())

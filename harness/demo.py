@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from algos import REGISTRY
-from harness import datasets
+from harness import datasets, rundir
 from harness.reporting.aggregate import aggregate, write_aggregates
 from harness.reporting.plots import plot_results
 from harness.reporting.report import load_results, render_latex, render_markdown, score_table
@@ -61,7 +61,7 @@ def run_demo(out: str | Path | None = None, runs_dir: str | Path = "runs/demo", 
             every = max(int(task.eval_every * scale), 1)
             specs.append(RunSpec(algo=algo, dataset=task.dataset, seed=0, steps=max(int(task.steps * scale), 1),
                                  eval_every=every, eval_episodes=max(1, int(task.eval_episodes * scale)), profile="cpu",
-                                 log_every=min(500, every), out=str(runs_dir / algo / task.dataset.replace("/", "_"))))
+                                 log_every=min(500, every), out=str(rundir.run_path(runs_dir, algo, task.dataset, 0))))
     # Longest runs first (an update that integrates the flow costs a few times more), so the last
     # ones to finish are short and both workers end together.
     specs.sort(key=lambda s: -s.steps * (3 if REGISTRY[s.algo].samples_flow_in_training else 1))

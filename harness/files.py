@@ -8,6 +8,9 @@ writer left (``remove_temporaries``), so an earlier disk-full or kill cannot kee
 A checkpoint is ``torch.save``'s bytes behind a one-line header holding their SHA-256. It is
 verified after writing and before use; until the new one is verified, the previous one is kept as
 ``checkpoint.prev.pt`` (at every moment ``checkpoint.pt`` holds a complete checkpoint, old or new).
+It is read with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only, so a
+checkpoint someone else wrote (a shared cluster file system) cannot run code when a run resumes from it
+(the checksum proves the file is whole, not who wrote it).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -126,12 +131,22 @@ def load_checkpoint(path: Path) -> Any:
     path = Path(path)
     try:
         payload = _verified_payload(path.read_bytes(), path)
-        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+        return _unpickle_data_only(payload)
     except CheckpointCorrupt as e:
         raise CheckpointCorrupt(f"{e}; {_recovery_advice(path)}") from None
+    except pickle.UnpicklingError as e:
+        raise CheckpointCorrupt(f"checkpoint {path} holds something other than tensors and plain values, which "
+                                f"flowbench never writes; it was refused unread ({str(e).splitlines()[0]}). "
+                                f"{_recovery_advice(path)}") from None
     except Exception as e:  # noqa: BLE001 — an unreadable checkpoint of any kind gets the same advice
         raise CheckpointCorrupt(f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); "
                                 f"{_recovery_advice(path)}") from None
+
+
+def _unpickle_data_only(payload: bytes) -> Any:
+    """``torch.load`` restricted to data (``weights_only``): a pickle that would import or call anything raises
+    ``pickle.UnpicklingError`` before it runs."""
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
 
 
 def _verified_payload(data: bytes, path: Path) -> bytes:
@@ -152,8 +167,7 @@ def _recovery_advice(path: Path) -> str:
     if not previous.exists():
         return restart
     try:
-        step = torch.load(io.BytesIO(_verified_payload(previous.read_bytes(), previous)), map_location="cpu",
-                          weights_only=False)["agent"]["step"]
+        step = _unpickle_data_only(_verified_payload(previous.read_bytes(), previous))["agent"]["step"]
     except Exception:  # noqa: BLE001 — the previous one is broken too
         return f"{previous.name} is broken too; {restart}"
     return f"resume from the previous checkpoint (step {step}) with: mv {previous} {path}; or {restart}"
@@ -172,3 +186,69 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+class CsvLog:
+    """Append-only CSV whose header is fixed by its first row; rows are flushed as written."""
+
+    def __init__(self, path: Path, columns: list[str] | None = None, defaults: dict[str, str] | None = None):
+        """``columns`` fixes a new file's header; an existing file written before some of them existed gets
+        them (filled from ``defaults``) so later rows lose nothing."""
+        self.path = path
+        self.columns = columns
+        if path.exists() and path.stat().st_size:
+            with path.open(newline="") as f:
+                existing = next(csv.reader(f))
+            if columns and set(existing) < set(columns):
+                rows = [{**(defaults or {}), **r} for r in read_csv(path)]
+                self._rewrite(rows)
+            else:
+                self.columns = existing
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path, text.getvalue())
+
+    def truncate_after(self, step: int) -> None:
+        """Drops rows past ``step`` (written after the checkpoint a resumed run starts from)."""
+        rows = [r for r in read_csv(self.path) if _complete_row_step(r) <= step]
+        if self.columns is None:
+            return
+        self._rewrite(rows)
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Appends one row; a row that cannot be written whole (disk full) is cut off again, so the file
+        always ends with a complete row."""
+        if self.columns is None:
+            self.columns = list(row)
+        size = self.path.stat().st_size if self.path.exists() else 0
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, self.columns, extrasaction="ignore")
+        if size == 0:
+            writer.writeheader()
+        writer.writerow({k: _fmt(row.get(k, "")) for k in self.columns})
+        data = text.getvalue().encode()
+        with self.path.open("ab", buffering=0) as f:
+            try:
+                while data:
+                    data = data[f.write(data):]
+            except OSError as e:
+                os.ftruncate(f.fileno(), size)
+                if e.errno in NO_SPACE:
+                    raise no_space_error(self.path) from e
+                raise
+
+
+def _complete_row_step(row: dict[str, str | None]) -> float:
+    """A row's step, or inf for a row cut short (by a kill in the middle of its write): dropped on resume."""
+    try:
+        return float(row["step"]) if None not in row.values() and None not in row else math.inf
+    except (TypeError, ValueError):
+        return math.inf
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value

@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-LOCK_FILE = ".lock"
+from harness import rundir
+
+LOCK_FILE = rundir.LOCK
 
 
 @dataclass(frozen=True)

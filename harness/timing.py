@@ -40,8 +40,8 @@ from harness.data import TransitionBuffer
 from harness.reporting.plots import save_figure
 from harness.files import atomic_write_text
 from harness.provenance import git_commit
-from harness.run import resolve_device
-from harness.training import GRAPH_MODES, GraphedCall, TrainingStep, configure_matmul_precision
+from harness.trainer import Trainer
+from harness.training import GRAPH_MODES, GraphedCall, configure_matmul_precision, resolve_device
 
 PARTS = ("policy_update", "full_update", "act")
 DEFAULT_FLOW_STEPS = (1, 2, 4, 8, 16, 32)
@@ -71,13 +71,12 @@ WHAT_SCALES = {
                     "backward passes); the full update adds K forward passes of the EMA policy for the critic",
     "fbrac": "the Q term's action comes through all K Euler steps with backpropagation (K forward + K backward "
              "passes); the full update adds K forward passes for the critic's next actions",
-    "fawac": "the advantage weights' policy sample (K Euler steps, forward only); the full update adds K forward "
-             "passes for the critic's next actions",
-    "idql": "nothing in the update (DDPM BC + IQL critic); acting samples N = 32 candidates of K reverse steps",
+    "fawac": "nothing in the policy update (one weighted flow-matching pass; the weights read the critic and V); "
+             "the full update adds K forward passes for the critic's next actions",
+    "idql": "nothing in the update (DDPM BC + IQL critic); acting samples N = 64 candidates of K reverse steps "
+            "from the EMA model",
     "cac": "the Q term's action comes through all K consistency steps with backpropagation, next to the two "
            "passes of the consistency loss; the full update adds K forward passes for the critic's next actions",
-    "srpo": "nothing: one pass of the behaviour model's noise predictor at a noised policy action, whatever K; "
-            "acting is the deterministic actor",
 }
 # Dimensions of D4RL antmaze (29-D observations, 8-D actions): a typical task of these papers.
 OBS_DIM, ACT_DIM = 29, 8
@@ -177,7 +176,7 @@ def timing_agent(algo: str, steps: int, spec: TimingSpec, device: torch.device, 
 def timed_call(agent: Agent, part: str, spec: TimingSpec, device: torch.device, cuda_graph: str = "off"
                ) -> Callable[[], Any]:
     """The call that ``part`` times, on synthetic data for each of the agent's seeds:
-    - ``full_update``: a ``TrainingStep`` (minibatch drawn on the device, update, metric sums), as a
+    - ``full_update``: a ``Trainer`` (minibatch drawn on the device, update, metric sums), as a
       training run makes it — a CUDA graph per code path with ``cuda_graph="auto"`` on CUDA;
     - ``policy_update``: ``agent.policy_train_step`` on a fixed batch; ``act``: ``agent.act`` on fixed
       observations — each captured as a CUDA graph with ``cuda_graph="auto"`` on CUDA."""
@@ -185,8 +184,7 @@ def timed_call(agent: Agent, part: str, spec: TimingSpec, device: torch.device, 
     seeds = agent.num_seeds
     if part == "full_update":
         buffer = SyntheticBuffer(max(10_000, spec.batch_size), spec.obs_dim, spec.act_dim, device, generator)
-        samplers = [torch.Generator(device=device).manual_seed(spec.seed + i) for i in range(seeds)]
-        return TrainingStep(agent, buffer, spec.batch_size, SeedRandom(samplers, device), cuda_graph)
+        return Trainer(agent, buffer, [spec.seed + i for i in range(seeds)], spec.batch_size, cuda_graph)
     if part == "act":
         obs = synthetic_batch(spec.act_batch, spec.obs_dim, spec.act_dim, device, generator, seeds).obs
         act_rng = SeedRandom([torch.Generator(device=device).manual_seed(spec.seed + i) for i in range(seeds)], device)
@@ -273,7 +271,7 @@ def measure(spec: TimingSpec, progress: bool = True) -> pd.DataFrame:
 
 def graph_mode_used(call: Any, device: torch.device) -> str:
     """What a timed call really ran as: ``cuda-graph``, ``eager``, or ``cuda-graph (partly)``."""
-    if isinstance(call, TrainingStep):
+    if isinstance(call, Trainer):
         return call.mode
     if isinstance(call, GraphedCall):
         return "cuda-graph" if call.captured else "eager"

@@ -29,6 +29,7 @@ from harness.data import TransitionBuffer, load
 from harness.envs import BIMODAL_LOWER, BIMODAL_RADIUS, BIMODAL_UPPER, bimodal_reward
 from harness.reporting.plots import save_figure
 from harness.files import atomic_write_text
+from harness.trainer import Trainer
 
 TOY_DATASET = "toy/bimodal-v0"
 
@@ -70,10 +71,7 @@ def train_toy_agent(panel: ToyPanel, data=None, seed: int = 0):
     agent = make_agent(panel.algo, data.obs_dim, data.act_dim, config)
     agent.horizon = panel.steps
     buffer = TransitionBuffer(data, reward_transform=config.reward_transform)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(panel.steps):
-        agent.update(buffer.sample(config.batch_size, generator))
-    return agent
+    return Trainer(agent, buffer, [seed], config.batch_size).train(panel.steps)
 
 
 def _panel_samples(panel: ToyPanel, samples: int, seed: int) -> pd.DataFrame:

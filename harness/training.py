@@ -40,6 +40,16 @@ def configure_matmul_precision(device: torch.device, tf32: bool = True) -> None:
         torch.backends.cudnn.allow_tf32 = tf32
 
 
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when there is one; asking for CUDA where there is none is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu or auto")
+    return resolved
+
+
 class GraphFallbackWarning(UserWarning):
     """A CUDA graph could not be captured; that call runs eagerly."""
 

@@ -1,4 +1,4 @@
-"""Small helpers shared by the test files: the real CLI in a subprocess, waiting, suite files, sacct."""
+"""Small helpers shared by the test files: the real CLI in a subprocess, waiting, suite files, sacct, small agents."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 import yaml
+
+from algos import make_agent, resolve_config
+from harness.data import TransitionBuffer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,3 +46,23 @@ def write_suite(path: Path, name: str, **fields: Any) -> Path:
 
 def sacct(*args: str) -> str:
     return subprocess.run(["sacct", "-n", "-P", *args], capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+# -- small agents for white-box tests of an algorithm's terms -------------------------------------
+
+SMALL = {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32"}
+
+
+def small_agent(name: str, data, **overrides):
+    torch.manual_seed(0)
+    config = resolve_config(name, {**SMALL, **overrides})
+    agent = make_agent(name, data.obs_dim, data.act_dim, config)
+    batch = agent.with_seed_axis(TransitionBuffer(data).sample(64, torch.Generator().manual_seed(0)))
+    return agent, batch
+
+
+def generator_copy(agent) -> torch.Generator:
+    """A generator in the agent's seed-0 generator's current state (to replay its next draws)."""
+    g = torch.Generator()
+    g.set_state(agent.generators[0].get_state())
+    return g

@@ -104,13 +104,12 @@ def test_algos_verbose_explains_fields_choices_and_presets(capsys):
     assert "schedule = 't'  (one of: t, t2, t2_over_1mt)" in blocks["flowq"]
 
 
-# -- one config vocabulary (issue 17): old keys are refused with their new names --------------------------
+# -- one config vocabulary: old keys are refused with their new names --------------------------
 
 @pytest.mark.parametrize("name, old, message", [
     ("fql", "flow_steps", "'sampling_steps'"),
     ("qipo_diff", "flow_steps", "'sampling_steps'"),
     ("diffusion_ql", "diffusion_steps", "'sampling_steps'"),
-    ("srpo", "diffusion_steps", "'sampling_steps'"),
     ("bc", "hidden_dims", "'actor_hidden_dims'"),
     ("iql", "hidden_dims", "'actor_hidden_dims' and 'value_hidden_dims' (one per kind of network)"),
     ("fql", "layer_norm", "'critic_layer_norm'"),

@@ -1,4 +1,4 @@
-"""Conventions of the code behind the published numbers (issue 14), each pinned so that the old
+"""Conventions of the code behind the published numbers, each pinned so that the old
 behaviour fails: layer order, GELU form, LayerNorm ε, target-update order, ReBRAC's output-layer
 init and delayed actor, per-algorithm reward transforms, IQL's learning-rate floor, Diffusion-QL's
 EMA start, action clipping."""

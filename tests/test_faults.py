@@ -1,12 +1,14 @@
 """Faults around a run: concurrent writers, kills, a full disk, broken checkpoints and datasets, divergence.
 
-Each test reproduces one way a run used to be corrupted or to fail unclearly (issue 15) with real
+Each test reproduces one way a run used to be corrupted or to fail unclearly, with real
 processes, files and file systems (the disk-full test mounts a small tmpfs). The preemption tests
 against a real SLURM are in test_sweep.py.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -22,7 +24,8 @@ import torch
 
 from harness.files import CHECKPOINT_MAGIC, load_checkpoint
 from harness.locks import LOCK_FILE, RunDirLock, current_holder
-from harness.run import RunInterrupted, RunSpec, train
+from harness.run import RunSpec, train
+from harness.trainer import RunInterrupted
 from tests.helpers import REPO, flowbench, start_flowbench, wait_for
 
 pytestmark = pytest.mark.xdist_group("faults")
@@ -182,6 +185,36 @@ def test_a_broken_checkpoint_is_named_and_the_previous_one_resumes(minari_root, 
     assert resumed.returncode == 0, resumed.stderr
     assert list(pd.read_csv(run / "train.csv")["step"]) == list(range(50, 601, 50))
     assert list(pd.read_csv(run / "eval.csv")["step"]) == list(range(100, 601, 100))
+
+
+class _RunsAShellCommand:
+    """A pickle that calls ``os.system`` when loaded: what a crafted checkpoint on a shared file system could hold."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_holding_code_is_refused_and_runs_nothing(minari_root, tmp_path):
+    spec, run = interrupted_run(tmp_path)
+    marker = tmp_path / "pwned"
+    state = load_checkpoint(run / "checkpoint.pt")
+    state["agent"]["extra"] = {"payload": _RunsAShellCommand(marker)}
+    checkpoint = run / "checkpoint.pt"
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # a valid checksum header: the file is whole, only its content is hostile
+    payload = buffer.getvalue()
+    checkpoint.write_bytes(CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    before = files_of(run)
+    refused = flowbench(*run_args(run, 600))
+    assert refused.returncode == 2, refused.stderr
+    assert f"checkpoint {checkpoint} holds something other than tensors and plain values" in refused.stderr
+    assert "refused unread" in refused.stderr and "Traceback" not in refused.stderr
+    assert "resume from the previous checkpoint (step 200)" in refused.stderr
+    assert not marker.exists()  # nothing ran
+    assert files_of(run) == before
 
 
 # -- 6. corrupt dataset files -----------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.data import REWARD_TRANSFORMS, load, training_rewards
+from harness.data import REWARD_TRANSFORMS, training_rewards
 from harness.files import load_checkpoint, save_checkpoint
 from harness.reporting.report import load_results
 from tests.fault_injection import compare

@@ -20,6 +20,8 @@ PATHS = {
     "qipo_diff": {"bc_warmup_steps": 10, "critic_warmup_steps": 10, "renew_every": 10},
     "diffusion_ql": {"ema_start": 20},
     "iql": {"actor_lr_schedule": "cosine", "actor_lr_decay_steps": 40},
+    "cac": {"ema_start": 20, "noise_levels_period": 20},  # through the EMA's start and a changing N
+    "srpo": {"pretrain_steps": 20},  # through both phases: pre-training, then the policy alone
 }
 
 

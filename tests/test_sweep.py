@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from harness.cluster.suites import SuiteError, load_suite, shipped_suites
-from tests.helpers import flowbench, sacct, wait_for, write_suite
+from tests.helpers import REPO, flowbench, sacct, wait_for, write_suite
 
 # One worker runs this file: its tests share module fixtures (see pyproject.toml).
 pytestmark = pytest.mark.xdist_group("sweep")
@@ -291,6 +291,9 @@ def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_pat
     (dict(name="single"), "name 'single' is taken: runs/single/ holds `flowbench run`'s runs"),
     (dict(algorithms=["diffusion_ql"], online_steps=10), "diffusion_ql cannot fine-tune online: actor_lr_schedule"),
     (dict(online_steps=-1), "online_steps must be an integer >= 0"),
+    # a top-level value that every dataset overrides is still checked: it was written, so it is meant
+    (dict(eval_every="abc", datasets={"toy/bimodal-v0": {"eval_every": 100}}), "suite bad.yaml: eval_every must be"),
+    (dict(steps=0, datasets={"toy/bimodal-v0": {"steps": 200}}), "suite bad.yaml: steps must be an integer >= 1"),
 ])
 def test_bad_suites_exit_2_and_write_nothing(minari_root, tmp_path, fields, message):
     fields = {**TINY, **fields}
@@ -311,6 +314,24 @@ def test_bad_sweep_and_status_arguments_exit_2(minari_root, args, message):
     result = flowbench(*args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_shipped_suites_outside_a_checkout_fail_naming_the_install(minari_root, tmp_path, monkeypatch, capsys):
+    """A plain (non-editable) install copies only the Python packages: asking for a shipped suite or profile then
+    exits 2 saying how to install, while a suite given by its path still runs."""
+    from harness.cli import main
+    from harness.cluster import suites, sweep
+
+    monkeypatch.setattr(suites, "SUITES_DIR", tmp_path / "site-packages" / "slurm" / "suites")
+    monkeypatch.setattr(sweep, "PROFILES_DIR", tmp_path / "site-packages" / "slurm" / "profiles")
+    for args in (["sweep", "demo", "--dry-run"],
+                 ["sweep", str(REPO / "slurm" / "suites" / "demo.yaml"), "--cluster-profile", "local-test",
+                  "--dry-run"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "is missing): install flowbench from a checkout with `pip install -e .`" in err, err
+    assert main(["sweep", str(REPO / "slurm" / "suites" / "demo.yaml"), "--results", str(tmp_path / "r"),
+                 "--dry-run"]) == 0
 
 
 def test_shipped_suites_load_and_dry_run_submits_nothing(minari_root, tmp_path):

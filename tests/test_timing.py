@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from algos.cac import ConsistencyPolicy
-from algos.diffusion import NoisePredictor
+from algos.diffusion import NoisePredictor, ResidualNoisePredictor
 from algos.flows import VelocityField
 from harness.cli import main
 from harness.timing import PARTS, TIMED_ALGOS, TimingSpec, ratio_table, speedup_table, synthetic_batch, timing_agent
@@ -32,7 +32,8 @@ def count_policy_passes(agent, call) -> list[int]:
     """Runs ``call`` and returns the rows per seed of every forward pass of a flow/diffusion network."""
     rows: list[int] = []
     hooks = [m.register_forward_hook(lambda mod, args, out: rows.append(args[1].shape[1:-1].numel()))
-             for m in agent.modules().values() if isinstance(m, (VelocityField, NoisePredictor, ConsistencyPolicy))]
+             for m in agent.modules().values()
+             if isinstance(m, (VelocityField, NoisePredictor, ResidualNoisePredictor, ConsistencyPolicy))]
     try:
         call()
     finally:
@@ -57,13 +58,10 @@ EXPECTED_PASSES = {
     # the flow-matching loss + the K Euler steps that L_q backpropagates through; the full update first
     # samples the critic's next actions (K steps, no gradient)
     "fbrac": lambda k: ([B] + [B] * k, [B] * k + [B] + [B] * k),
-    # the V^π sample of the advantage weights (K steps, no gradient) + the weighted loss; the full update
-    # first samples the critic's next actions
-    "fawac": lambda k: ([B] * k + [B], [B] * k + [B] * k + [B]),
+    # the weighted loss (the weights read the critic and V; no policy sample); the full update first samples the
+    # critic's next actions
+    "fawac": lambda k: ([B], [B] * k + [B]),
     "idql": lambda k: ([B], [B]),  # resampling happens only when acting
-    # the behaviour model's score at one noised policy action (forward only, whatever K); the full update
-    # adds the denoising loss
-    "srpo": lambda k: ([B], [B, B]),
     # the consistency loss (two levels: the target's pass without gradient) + the K sampling steps of the Q
     # term; the full update first samples the critic's next actions (K steps, no gradient)
     "cac": lambda k: ([B, B] + [B] * k, [B] * k + [B, B] + [B] * k),
@@ -97,7 +95,7 @@ def test_policy_step_trains_the_policy_and_only_the_policy(algo: str) -> None:
     policy_modules = {"flowq": {"flow"}, "flow_bc": {"flow"}, "ifql": {"flow"}, "fql": {"flow", "onestep"},
                       "qipo": {"policy"}, "qipo_diff": {"policy"}, "diffusion_ql": {"actor"},
                       "fbrac": {"flow"}, "fawac": {"flow"}, "idql": {"behaviour"},
-                      "srpo": {"actor"}, "cac": {"actor"}}[algo]
+                      "cac": {"actor"}}[algo]
     assert changed == policy_modules
 
 

@@ -27,13 +27,12 @@ from typing import Any
 
 import submitit
 
+from harness import rundir
 from harness.cluster import preemption
 from harness.files import atomic_write_text
 from harness.locks import RunLocked
-from harness.run import ERROR_FILE, FOREIGN_RUN_FILES, RunInterrupted, RunSpec, finished_summary, train_seeds
-
-JOB_FILE = "job.json"  # in each run directory: the job it was last submitted in (written by the sweep)
-FOREIGN_RUN_FILES.add(JOB_FILE)  # a run starting in a directory the sweep prepared accepts it
+from harness.run import RunSpec, finished_summary, train_seeds
+from harness.trainer import RunInterrupted
 
 
 class RunFailed(RuntimeError):
@@ -79,11 +78,11 @@ class RunJob(submitit.helpers.Checkpointable):
             except Exception:  # noqa: BLE001 — any failure is recorded for `flowbench status`, then the next unit
                 for out in outs:  # the seeds of a unit train together, so each of them failed with it
                     out.mkdir(parents=True, exist_ok=True)
-                    atomic_write_text(out / ERROR_FILE, traceback.format_exc())
+                    atomic_write_text(out / rundir.ERROR, traceback.format_exc())
                     failed.append(str(out))
         preemption.hold_signals()  # every run is done or recorded: a SIGUSR2 from here on stays pending
         if failed:
-            raise RunFailed(f"{len(failed)} of {len(self.specs)} runs failed (see error.txt): {', '.join(failed)}")
+            raise RunFailed(f"{len(failed)} of {len(self.specs)} runs failed (see {rundir.ERROR}): {', '.join(failed)}")
         return summaries
 
     def _note_signal(self, signum: int, frame: Any) -> None:

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import rundir
 from harness.files import read_csv, read_json
 from harness.locks import current_holder
-from harness.cluster.jobs import JOB_FILE
-from harness.run import ERROR_FILE
 
 STATES = ("pending", "running", "done", "failed", "diverged")
 # SLURM states of a job that may still run the run (submitit reports "CANCELLED by 0" etc.).
@@ -45,6 +44,11 @@ class RunStatus:
     @property
     def progress(self) -> str:
         return f"{self.step}/{self.steps}" if self.steps else str(self.step)
+
+
+def unfinished_jobs(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """The job records of the unfinished runs among ``run_dirs`` (a finished run's job no longer matters)."""
+    return [job for d in run_dirs if not rundir.is_finished(d) and (job := read_json(d / rundir.JOB))]
 
 
 def job_states(jobs: list[dict[str, Any]]) -> dict[str, str]:
@@ -91,24 +95,24 @@ def _finite(value: Any) -> bool:
 
 def non_finite_logs(run_dir: Path) -> bool:
     """Any NaN/inf loss in train.csv or score in eval.csv."""
-    for row in read_csv(run_dir / "train.csv"):
+    for row in read_csv(run_dir / rundir.TRAIN_LOG):
         if any(v not in ("", None) and not _finite(v) for k, v in row.items() if k not in ("step", "seconds")):
             return True
-    return any(not _finite(r.get("normalized_score")) for r in read_csv(run_dir / "eval.csv"))
+    return any(not _finite(r.get("normalized_score")) for r in read_csv(run_dir / rundir.EVAL_LOG))
 
 
 def run_status(run_dir: Path, name: str | None = None, states: dict[str, str] | None = None) -> RunStatus:
     """The state of one run directory (see the module docstring); ``states`` from ``job_states``."""
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json") or {}
-    job = read_json(run_dir / JOB_FILE)
-    train_rows, eval_rows = read_csv(run_dir / "train.csv"), read_csv(run_dir / "eval.csv")
+    config = read_json(run_dir / rundir.CONFIG) or {}
+    job = read_json(run_dir / rundir.JOB)
+    train_rows, eval_rows = read_csv(run_dir / rundir.TRAIN_LOG), read_csv(run_dir / rundir.EVAL_LOG)
     step = max([int(float(r["step"])) for r in train_rows + eval_rows] or [0])
     score = float(eval_rows[-1]["normalized_score"]) if eval_rows else None
     steps = config.get("run", {}).get("steps") or (job or {}).get("steps")
     status = RunStatus(name or str(run_dir), run_dir, "pending", step, steps, score, (job or {}).get("job_id"))
-    summary = read_json(run_dir / "summary.json")
-    error_path = run_dir / ERROR_FILE
+    summary = read_json(run_dir / rundir.SUMMARY)
+    error_path = run_dir / rundir.ERROR
     if summary is not None:
         final = summary.get("final") or {}
         status.step = summary.get("steps", step)
@@ -143,19 +147,12 @@ def run_status(run_dir: Path, name: str | None = None, states: dict[str, str] | 
     return status
 
 
-def find_run_dirs(root: Path) -> list[Path]:
-    """Run directories below ``root``: those holding a config.json or a job.json."""
-    root = Path(root)
-    found = {p.parent for pattern in ("config.json", JOB_FILE) for p in root.rglob(pattern)}
-    return sorted(p for p in found if ".submitit" not in p.parts)
-
-
 def collect_status(root: Path) -> list[RunStatus]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no directory {root}")
-    dirs = find_run_dirs(root)
-    jobs = [job for d in dirs if not (d / "summary.json").exists() and (job := read_json(d / JOB_FILE))]
+    dirs = rundir.find_run_dirs(root)
+    jobs = unfinished_jobs(dirs)
     states = job_states(jobs)
     runs = [run_status(d, str(d.relative_to(root)) if d != root else d.name, states) for d in dirs]
     if not runs:
@@ -175,7 +172,7 @@ def status_table(runs: list[RunStatus]) -> str:
     text += f"\n\n{len(runs)} runs: {counts}"
     errors = [r for r in runs if r.error]
     if errors:
-        text += "\n\nerrors:\n" + "\n".join(f"  {r.name}: {r.error}  ({r.run_dir / ERROR_FILE})"
-                                            if (r.run_dir / ERROR_FILE).exists() else f"  {r.name}: {r.error}"
+        text += "\n\nerrors:\n" + "\n".join(f"  {r.name}: {r.error}  ({r.run_dir / rundir.ERROR})"
+                                            if (r.run_dir / rundir.ERROR).exists() else f"  {r.name}: {r.error}"
                                             for r in errors)
     return text

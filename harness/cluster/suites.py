@@ -21,7 +21,7 @@ A suite file::
     final: avg-last-3                 # a run's final score: last (default) | avg-last-K, mean of its last K
 
 ``metric`` and ``final`` are the suite's reporting protocol: ``flowbench sweep`` records them at the
-suite's results root (``harness.reporting.report.PROTOCOL_FILE``), and ``flowbench report``/``aggregate``/``plot``
+suite's results root (``harness.rundir.PROTOCOL``), and ``flowbench report``/``aggregate``/``plot``
 use them unless ``--metric``/``--final`` say otherwise. Each run records its label (the algorithm entry's
 name) in its ``config.json`` (``run.label``), which is what the tables call it.
 
@@ -40,13 +40,26 @@ import yaml
 
 from algos import REGISTRY, resolve_config
 from algos.base import UnknownAlgorithm
-from harness import datasets
+from harness import datasets, rundir
 from harness.data import OGBENCH_PREFIX, DatasetUnavailable, check_reward_transform, open_minari
-from harness.reporting.report import ReportProtocol, check_protocol
+from harness.protocol import ReportProtocol, check_protocol
 from harness.online import check_online
-from harness.run import SINGLE_RUNS, RunSpec
+from harness.run import RunSpec
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "slurm" / "suites"
+# The shipped suites and cluster profiles are files of the checkout (slurm/ at its top level, beside algos/ and
+# harness/), found from this file: flowbench is installed from a checkout with `pip install -e .`.
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "slurm"
+SUITES_DIR = SHIPPED_DIR / "suites"
+
+
+def shipped_dir(directory: Path) -> Path:
+    """``directory`` (slurm/suites or slurm/profiles of the checkout), or a clear error where flowbench was
+    installed without its checkout (a plain `pip install`, which copies only the Python packages)."""
+    if not directory.is_dir():
+        raise SuiteError(f"flowbench's shipped suites and cluster profiles are not here ({directory} is missing): "
+                         f"install flowbench from a checkout with `pip install -e .`, or give a suite or profile "
+                         f"file's path")
+    return directory
 
 SCHEDULE_FIELDS = ("steps", "online_steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every")
 SUITE_FIELDS = ("name", "description", "algorithms", "datasets", "seeds", *SCHEDULE_FIELDS, "profile",
@@ -105,7 +118,7 @@ class Suite:
 
 
 def shipped_suites() -> list[str]:
-    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in shipped_dir(SUITES_DIR).glob("*.yaml"))
 
 
 def suite_path(name_or_path: str | Path) -> Path:
@@ -113,7 +126,7 @@ def suite_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = SUITES_DIR / f"{name_or_path}.yaml"
+    shipped = shipped_dir(SUITES_DIR) / f"{name_or_path}.yaml"
     if shipped.is_file():
         return shipped
     raise SuiteError(f"no suite file {str(name_or_path)!r}; shipped suites: {', '.join(shipped_suites())}")
@@ -212,8 +225,12 @@ def check_dataset_id(dataset_id: str, where: str) -> None:
         raise SuiteError(f"{where}: unknown dataset {dataset_id!r}; flowbench builds: {', '.join(sorted(datasets.BUILDERS))}")
 
 
-def run_dir(root: Path, label: str, dataset: str, seed: int) -> Path:
-    return root / label / dataset.replace("/", "_") / f"seed{seed}"
+def check_schedule(schedule: dict[str, Any], where: str) -> None:
+    """Each of a suite's (or one dataset's) schedule values is an integer ≥ 1 (``online_steps`` ≥ 0;
+    ``checkpoint_every`` may be null)."""
+    for k, v in schedule.items():
+        if not (k == "checkpoint_every" and v is None):
+            as_int(v, f"{where}: {k}", minimum=0 if k == "online_steps" else 1)
 
 
 def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
@@ -225,7 +242,7 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
     name = str(raw.get("name", path.stem))
     if not LABEL.match(name):
         raise SuiteError(f"{where}: name {name!r} must be letters, digits, '_', '-', '.' or '+'")
-    if name == Path(SINGLE_RUNS).name:
+    if name == rundir.SINGLE_RUNS.name:
         raise SuiteError(f"{where}: name {name!r} is taken: runs/{name}/ holds `flowbench run`'s runs without --out; "
                          f"give the suite another name")
     for required in ("algorithms", "datasets"):
@@ -256,6 +273,7 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
     normalize_obs = as_bool(raw.get("normalize_obs", False), f"{where}: normalize_obs")
     device = as_device(raw.get("device", "auto"), f"{where}: device")
     schedule = {k: raw[k] for k in SCHEDULE_FIELDS if k in raw}
+    check_schedule(schedule, where)  # every value written is checked, even one that each dataset overrides
     default_profile = raw.get("profile")
     root = Path(results).resolve() / name
     runs = []
@@ -283,10 +301,9 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
                     raise SuiteError(f"{ds_where}: 'transitions' applies only to datasets flowbench builds "
                                      f"({', '.join(sorted(datasets.BUILDERS))})")
                 as_int(transitions, f"{ds_where}.transitions")
-            run_schedule = {**schedule, **{k: ds_entry[k] for k in SCHEDULE_FIELDS if k in ds_entry}}
-            for k, v in run_schedule.items():
-                if not (k == "checkpoint_every" and v is None):
-                    as_int(v, f"{ds_where}: {k}", minimum=0 if k == "online_steps" else 1)
+            dataset_schedule = {k: ds_entry[k] for k in SCHEDULE_FIELDS if k in ds_entry}
+            check_schedule(dataset_schedule, ds_where)
+            run_schedule = {**schedule, **dataset_schedule}
             try:  # unknown config keys, values and profiles are caught here, not in a job hours later
                 config = resolve_config(algo, overrides, profile, str(dataset))
                 check_reward_transform(config.reward_transform)
@@ -294,7 +311,7 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
             except (ValueError, UnknownAlgorithm) as e:
                 raise SuiteError(f"{entry_where} on {dataset}: {e}") from None
             for seed in seeds:
-                out = run_dir(root, str(label), str(dataset), seed)
+                out = rundir.run_path(root, str(label), str(dataset), seed)
                 # the label goes into the run's own config.json (run.label), where report reads it
                 spec = RunSpec(algo=algo, label=str(label), dataset=str(dataset), seed=seed, out=str(out),
                                overrides=dict(overrides), profile=profile,

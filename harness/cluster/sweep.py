@@ -31,17 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness import datasets
-from harness.cluster.jobs import JOB_FILE, RunJob
-from harness.cluster.status import SLURM_ACTIVE, job_states, run_status
-from harness.cluster.suites import (Resources, Suite, SuiteError, as_mapping, check_fields, parse_resources,
-                                    read_yaml_mapping)
+from harness import datasets, rundir
+from harness.cluster.jobs import RunJob
+from harness.cluster.status import SLURM_ACTIVE, job_states, run_status, unfinished_jobs
+from harness.cluster.suites import (SHIPPED_DIR, Resources, Suite, SuiteError, as_mapping, check_fields,
+                                    parse_resources, read_yaml_mapping, shipped_dir)
 from harness.files import atomic_write_text, read_json
 from harness.locks import RunDirLock
-from harness.reporting.report import PROTOCOL_FILE
-from harness.run import ERROR_FILE, RunSpec, finished_summary, identity_diff, resolve_device, run_identity
+from harness.protocol import protocol_record
+from harness.run import RunSpec, finished_summary, identity_diff, run_identity
+from harness.training import resolve_device
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
+PROFILES_DIR = SHIPPED_DIR / "profiles"
 EXECUTORS = ("local", "slurm", "debug")
 PROFILE_FIELDS = ("description", "partition", "account", "qos", "constraint", "exclude", "setup",
                   "additional_parameters", "signal_delay_s", "resources")
@@ -64,14 +65,14 @@ class ClusterProfile:
 
 
 def shipped_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in shipped_dir(PROFILES_DIR).glob("*.yaml"))
 
 
 def load_profile(name_or_path: str) -> ClusterProfile:
     """A cluster profile: a YAML path, or the name of one in ``slurm/profiles/``."""
     path = Path(name_or_path)
     if not path.is_file():
-        path = PROFILES_DIR / f"{name_or_path}.yaml"
+        path = shipped_dir(PROFILES_DIR) / f"{name_or_path}.yaml"
     if not path.is_file():
         raise SuiteError(f"no cluster profile {name_or_path!r}; shipped profiles: {', '.join(shipped_profiles())}")
     raw = read_yaml_mapping(path, "cluster profile")
@@ -113,12 +114,11 @@ def plan(suite: Suite) -> list[PlannedRun]:
     runs = []
     mismatched = []
     dirs = [Path(r.spec.out_dir()) for r in suite.runs]
-    jobs = [job for d in dirs if not (d / "summary.json").exists() and (job := read_json(d / JOB_FILE))]
-    states = job_states(jobs)
+    states = job_states(unfinished_jobs(dirs))
     for run, out in zip(suite.runs, dirs):
         spec = run.spec
         identity = run_identity(spec)
-        config = read_json(out / "config.json")
+        config = read_json(out / rundir.CONFIG)
         if config is not None and config.get("identity") != identity:
             mismatched.append(f"  {out}: {identity_diff(config['identity'], identity)}")
             continue
@@ -132,7 +132,7 @@ def plan(suite: Suite) -> list[PlannedRun]:
             action, why = "skip", f"being written by {status.writer}"
         elif status.job_state in SLURM_ACTIVE:
             action, why = "skip", f"job {status.job_id} is {status.job_state.lower()}"
-        elif (out / "checkpoint.pt").exists():
+        elif (out / rundir.CHECKPOINT).exists():
             action = "resume"
             why = f"from its checkpoint (logs reach step {step})" + (" after an error" if status.state == "failed" else "")
         else:
@@ -203,7 +203,7 @@ def record_job(job: Any, units: list[list[PlannedRun]], kind: str, folder: Path,
     for p in group:
         out = Path(p.spec.out_dir())
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / JOB_FILE, json.dumps({**record, "run": p.name, "label": p.label,
+        atomic_write_text(out / rundir.JOB, json.dumps({**record, "run": p.name, "label": p.label,
                                                       "steps": p.spec.steps}, indent=2))
 
 
@@ -211,9 +211,8 @@ def record_protocol(suite: Suite) -> None:
     """Writes the suite's reporting protocol at its results root, so that the tables of these runs are read
     as the suite says without the suite file at hand (results are often reported on another machine)."""
     suite.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(suite.root / PROTOCOL_FILE, json.dumps(
-        {"suite": suite.name, "path": str(suite.path), "metric": suite.protocol.metric, "final": suite.protocol.final},
-        indent=2))
+    atomic_write_text(suite.root / rundir.PROTOCOL, json.dumps(protocol_record(suite.name, suite.path, suite.protocol),
+                                                              indent=2))
 
 
 @dataclass
@@ -272,7 +271,7 @@ def _sweep(suite: Suite, executor: str, profile: ClusterProfile, resources: Reso
             datasets.build(dataset_id, transitions)
     for group in groups:
         for p in (p for unit in group for p in unit):
-            (Path(p.spec.out_dir()) / ERROR_FILE).unlink(missing_ok=True)  # this attempt replaces it
+            (Path(p.spec.out_dir()) / rundir.ERROR).unlink(missing_ok=True)  # this attempt replaces it
 
     folder = suite.root / ".submitit"
     ex = make_executor(executor, folder, suite.name, resources, profile)

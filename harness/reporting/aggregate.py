@@ -3,7 +3,7 @@ the Statistical Precipice"): IQM, mean, median and optimality gap with stratifie
 confidence intervals, performance profiles, and the probability of improvement.
 
 The inputs are the score table's final scores (``harness.reporting.report.final_scores``: same ``--metric`` and
-``--final`` rules, finished runs only; by default the suite's protocol, ``harness.reporting.report.resolve_protocol``).
+``--final`` rules, finished runs only; by default the suite's protocol, ``harness.protocol.resolve_protocol``).
 Conventions:
 - Scale: the table's, normalised score 0–100 or success rate in %. The optimality gap uses the
   threshold 100 on that scale (rliable's γ = 1 for scores in [0, 1]): the mean shortfall below 100.
@@ -74,7 +74,7 @@ class Aggregates:
     improvement: dict[str, float] = field(default_factory=dict)  # X -> P(X > baseline)
     improvement_intervals: dict[str, np.ndarray | None] = field(default_factory=dict)  # X -> (lower, upper)
     notes: list[str] = field(default_factory=list)
-    origin: str = ""  # where metric and final rule came from (harness.reporting.report.ReportProtocol.origin)
+    origin: str = ""  # where metric and final rule came from (harness.protocol.ReportProtocol.origin)
 
     @property
     def algorithms(self) -> list[str]:

@@ -35,34 +35,22 @@ What counts, and how what does not is shown (nothing is averaged silently):
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness import rundir
 from harness.reporting.published import SOURCES, published_score
 
 METRICS = ("normalized_score", "success_rate", "return_mean")
-# What a suite may declare as its metric: scores on one scale across tasks (raw returns are not).
-PROTOCOL_METRICS = ("normalized_score", "success_rate")
-FINAL_CHOICES = "last, avg-last-K with K >= 1 (e.g. avg-last-3)"
-# Written by `flowbench sweep` at a suite's results root: the suite's reporting protocol.
-PROTOCOL_FILE = "suite.json"
 STATS = ("std", "ci95")
 FORMATS = ("md", "latex", "csv")
 RUN_COLUMNS = ["algo", "dataset", "domain", "seed"]
-FINAL_RULE = re.compile(r"^(last|avg-last-(-?\d+))$")
 
 # Final-score states of a run (``final_scores``' ``status`` column).
 FINAL, UNFINISHED, NO_VALUE, TOO_FEW = "final", "unfinished", "no value", "too few evaluations"
-
-
-def find_runs(root: Path) -> list[Path]:
-    """Run directories below ``root`` (those holding a ``config.json``)."""
-    return sorted(p.parent for p in Path(root).rglob("config.json") if ".submitit" not in p.parts)
 
 
 def runs_table(root: Path) -> pd.DataFrame:
@@ -76,16 +64,16 @@ def runs_table(root: Path) -> pd.DataFrame:
     if not root.is_dir():
         raise FileNotFoundError(f"no directory {root}")
     rows = []
-    for run in find_runs(root):
-        config = json.loads((run / "config.json").read_text())
+    for run in rundir.find_run_dirs(root, started_only=True):
+        config = json.loads((run / rundir.CONFIG).read_text())
         identity = config["identity"]
         label = config.get("run", {}).get("label")  # absent in runs written before labels were recorded
         rows.append({"algo": label or identity["algo"], "dataset": identity["dataset"],
                      "domain": config.get("domain", ""), "seed": identity["seed"],
-                     "config_hash": config["config_hash"], "finished": (run / "summary.json").exists(),
+                     "config_hash": config["config_hash"], "finished": rundir.is_finished(run),
                      "run": str(run.relative_to(root))})
     if not rows:
-        raise FileNotFoundError(f"no runs under {root} (a run directory holds a config.json)")
+        raise FileNotFoundError(f"no runs under {root} (a run directory holds a {rundir.CONFIG})")
     runs = pd.DataFrame(rows)
     twice = runs[runs.duplicated(["algo", "dataset", "seed"], keep=False)]
     if len(twice):
@@ -104,7 +92,7 @@ def collect(root: Path, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     runs = runs_table(root) if runs is None else runs
     frames = []
     for run in runs.to_dict("records"):
-        eval_csv = root / run["run"] / "eval.csv"
+        eval_csv = root / run["run"] / rundir.EVAL_LOG
         if not eval_csv.exists() or eval_csv.stat().st_size == 0:
             continue
         frame = pd.read_csv(eval_csv)
@@ -143,82 +131,6 @@ def load_results(root: Path, metric: str = "normalized_score", last_k: int = 1, 
         if evals.empty:
             raise FileNotFoundError(f"no {phase} evaluations under {root}")
     return evals, final_scores(evals, runs, metric, last_k)
-
-
-def parse_final(rule: str) -> int:
-    """How many of a run's last evaluations make its final score: ``last`` → 1, ``avg-last-K`` → K."""
-    match = FINAL_RULE.match(rule)
-    if not match:
-        raise ValueError(f"--final must be 'last' or 'avg-last-K' (e.g. avg-last-3), got {rule!r}")
-    k = 1 if match.group(1) == "last" else int(match.group(2))
-    if k < 1:
-        raise ValueError(f"--final avg-last-K needs K >= 1, got {k}")
-    return k
-
-
-@dataclass(frozen=True)
-class ReportProtocol:
-    """How a table is read: the metric, and which evaluations make a run's final score (``parse_final``'s
-    rules); ``origin`` says where it came from, for the caption."""
-
-    metric: str = "normalized_score"
-    final: str = "last"
-    origin: str = "default protocol"
-
-    @property
-    def last_k(self) -> int:
-        return parse_final(self.final)
-
-
-def check_protocol(values: dict[str, Any], where: str, origin: str) -> ReportProtocol:
-    """The protocol in ``values`` (a suite's YAML, or a ``suite.json``), defaults for absent keys; a bad
-    value raises ``ValueError`` naming ``where``, the key and the allowed values."""
-    default = ReportProtocol()
-    metric = values.get("metric", default.metric)
-    if metric not in PROTOCOL_METRICS:
-        raise ValueError(f"{where}: metric {metric!r} is not allowed; allowed values: {', '.join(PROTOCOL_METRICS)}")
-    final = values.get("final", default.final)
-    try:
-        parse_final(final if isinstance(final, str) else repr(final))
-    except ValueError:
-        raise ValueError(f"{where}: final {final!r} is not allowed; allowed values: {FINAL_CHOICES}") from None
-    return ReportProtocol(metric, final, origin)
-
-
-def recorded_protocols(root: Path) -> list[ReportProtocol]:
-    """The protocols sweeps recorded for the runs under ``root``: the nearest ``suite.json`` at ``root`` or
-    above it (``root`` is a suite's results root, or a directory inside one), else every one below it
-    (``root`` holds suites' results roots); none for runs of no suite."""
-    root = Path(root).resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"no directory {root}")
-    nearest = next((d / PROTOCOL_FILE for d in (root, *root.parents) if (d / PROTOCOL_FILE).is_file()), None)
-    files = [nearest] if nearest else sorted(p for p in root.rglob(PROTOCOL_FILE) if ".submitit" not in p.parts)
-    protocols = []
-    for path in files:
-        recorded = json.loads(path.read_text())
-        if not isinstance(recorded, dict):
-            raise ValueError(f"{path}: a suite's protocol file is a JSON object, got {type(recorded).__name__}")
-        suite = recorded.get("suite", path.parent.name)
-        protocols.append(check_protocol(recorded, str(path), f"protocol of suite {suite}"))
-    return protocols
-
-
-def resolve_protocol(root: Path, metric: str | None = None, final: str | None = None) -> ReportProtocol:
-    """The protocol for the runs under ``root``: ``metric`` and ``final`` where given (the command line's
-    ``--metric``/``--final``), else the recorded suite protocol's, else the defaults. Suites under ``root``
-    that disagree are an error unless both are given: their runs cannot share one table's reading."""
-    given = [f"--{name}" for name, value in (("metric", metric), ("final", final)) if value is not None]
-    if len(given) == 2:
-        return ReportProtocol(metric, final, "--metric and --final from the command line")
-    recorded = recorded_protocols(root)
-    if len({(p.metric, p.final) for p in recorded}) > 1:
-        raise ValueError(f"the runs under {root} come from suites with different protocols "
-                         f"({'; '.join(f'{p.origin}: {p.metric}, {p.final}' for p in recorded)}); "
-                         f"report one suite at a time, or give both --metric and --final")
-    base = recorded[0] if recorded else ReportProtocol()
-    origin = base.origin + (f"; {' and '.join(given)} from the command line" if given else "")
-    return ReportProtocol(metric or base.metric, final or base.final, origin)
 
 
 def final_text(last_k: int) -> str:
@@ -435,8 +347,8 @@ def legend(table: ScoreTable, style: Style) -> list[str]:
         lines.append(e("(n=k/N): final scores from k of the N seeds run on this dataset; the mean is over those k."))
     data_cells = cells[~cells["average"]]
     if ((data_cells["unfinished"] + data_cells["no_value"] > 0) & (data_cells["n"] > 0)).any():
-        lines.append(style.dagger + e(": runs left out of the mean: unfinished (no summary.json; their last "
-                                      "evaluation is not a final score), or with a non-finite value."))
+        lines.append(style.dagger + e(f": runs left out of the mean: unfinished (no {rundir.SUMMARY}; their last "
+                                      f"evaluation is not a final score), or with a non-finite value."))
     if ((data_cells["too_few"] > 0) & (data_cells["n"] > 0)).any():
         lines.append(style.ddagger + e(f": runs with fewer than {table.last_k} evaluations left out of the mean."))
     shown = {cell_text(cell, style) for _, cell in data_cells[data_cells["n"] == 0].iterrows()}

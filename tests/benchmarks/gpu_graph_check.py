@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from algos import REGISTRY  # noqa: E402
 from algos.base import make_seeded_agent, resolve_config  # noqa: E402
 from algos.networks import bias_activation_fusion  # noqa: E402
-from algos.seeds import SeedRandom  # noqa: E402
 from harness.timing import SyntheticBuffer  # noqa: E402
-from harness.training import TrainingStep, configure_matmul_precision  # noqa: E402
+from harness.trainer import Trainer  # noqa: E402
+from harness.training import configure_matmul_precision  # noqa: E402
 
 # short phases, so that 60 updates pass through every code path several times
 PATHS = {
@@ -42,8 +42,7 @@ def train(algo: str, mode: str, seeds: list[int], updates: int, device: torch.de
     config = resolve_config(algo, PATHS.get(algo, {}))
     agent = make_seeded_agent(algo, 29, 8, config, seeds, device)
     buffer = SyntheticBuffer(10_000, 29, 8, device, torch.Generator().manual_seed(0))
-    sampler = SeedRandom([torch.Generator(device=device).manual_seed(s) for s in seeds], device)
-    step = TrainingStep(agent, buffer, config.batch_size, sampler, mode)
+    step = Trainer(agent, buffer, seeds, config.batch_size, mode)
     logged = []
     # the eager steps fuse bias and activation as the graphed ones do, so that both run the same kernels
     with warnings.catch_warnings(record=True) as caught, bias_activation_fusion():
@@ -74,7 +73,7 @@ def main() -> int:
         metric_diff = max(abs(a[k] - b[k]) / max(1.0, abs(a[k])) for le, lg in zip(eager_logs, graph_logs)
                           for a, b in zip(le, lg) for k in a)
         param_diff = max(float((eager_params[k] - graph_params[k]).abs().max()) for k in eager_params)
-        report[algo] = {"mode": step.mode, "code_paths": {repr(k): p.captured for k, p in step.paths.items()},
+        report[algo] = {"mode": step.mode, "code_paths": {repr(k): p.captured for k, p in step.step_fn.paths.items()},
                         "max_rel_metric_diff": metric_diff, "max_abs_param_diff": param_diff,
                         "equal": metric_diff < 1e-4 and param_diff < 1e-4, "warnings": warned}
         print(f"{algo:13s} {step.mode:20s} paths={report[algo]['code_paths']} metric diff {metric_diff:.2e} "

@@ -16,9 +16,9 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from algos.base import make_agent, resolve_config  # noqa: E402
-from algos.seeds import SeedRandom  # noqa: E402
 from harness.timing import SyntheticBuffer  # noqa: E402
-from harness.training import TrainingStep, configure_matmul_precision  # noqa: E402
+from harness.trainer import Trainer  # noqa: E402
+from harness.training import configure_matmul_precision  # noqa: E402
 
 
 def main() -> int:
@@ -36,8 +36,7 @@ def main() -> int:
         config = resolve_config(args.algo)
         agent = make_agent(args.algo, 29, 8, config, device, seeds)
         buffer = SyntheticBuffer(10_000, 29, 8, device, torch.Generator().manual_seed(0))
-        sampler = SeedRandom([torch.Generator(device=device).manual_seed(s) for s in range(seeds)], device)
-        step = TrainingStep(agent, buffer, config.batch_size, sampler, "off")
+        step = Trainer(agent, buffer, list(range(seeds)), config.batch_size, "off")
         for _ in range(5):
             step()
         torch.cuda.synchronize()

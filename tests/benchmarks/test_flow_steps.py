@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from algos.base import Agent
-from harness.run import resolve_device
+from harness.training import resolve_device
 from harness.timing import DEFAULT_FLOW_STEPS, PARTS, TIMED_ALGOS, TimingSpec, environment_info, timed_call, timing_agent
 
 
@@ -70,6 +70,6 @@ def test_cost_against_flow_steps(benchmark, agents, spec: TimingSpec, device: to
         assert torch.isfinite(result).all() and result.abs().max() <= 1.0
     elif part == "policy_update":
         assert result.shape == (1,) and torch.isfinite(result).all()
-    else:  # a TrainingStep: its metric sums since the last read, per seed
+    else:  # a Trainer: its metric sums since the last read, per seed
         means = call.read_means()
         assert means[0] and all(math.isfinite(v) for v in means[0].values())
