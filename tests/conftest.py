@@ -47,6 +47,22 @@ def toy_data(minari_root: Path):
 
 
 @pytest.fixture(scope="session")
+def toy_data_full(minari_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``toy/bimodal-v0`` at its default size (5000 transitions, built in a Minari root of its own): the data the
+    reference code's toy numbers were measured on (DESIGN.md §9), for the checks whose bar those numbers set."""
+    from harness import datasets
+    from harness.data import load
+
+    root = tmp_path_factory.mktemp("minari-toy-full")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        datasets.build("toy/bimodal-v0", seed=0)
+        return load("toy/bimodal-v0")
+    finally:
+        os.environ["MINARI_DATASETS_PATH"] = str(minari_root)
+
+
+@pytest.fixture(scope="session")
 def maze_data(minari_root: Path):
     from harness.data import load
 
