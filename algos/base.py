@@ -348,15 +348,16 @@ class Agent:
             else:
                 group["lr"] = lr
 
-    def cosine_lr(self, lr: float, decay_steps: int = 0) -> float:
-        """The learning rate after ``step`` updates of a cosine decay to 0 over T = ``decay_steps`` updates
-        (0: the run's length, ``horizon``), ``lr · (1 + cos(π · min(step, T) / T)) / 2``, staying at 0
-        after T as optax's ``cosine_decay_schedule`` does (torch's ``CosineAnnealingLR`` rises again).
-        ``lr`` itself when there is no horizon."""
-        horizon = decay_steps or self.horizon
-        if not horizon:
+    def cosine_lr(self, lr: float, decay_steps: int = 0, start: int = 0) -> float:
+        """The learning rate after ``step`` updates of a cosine decay to 0 that begins at update ``start`` and
+        lasts T = ``decay_steps`` updates (0: the rest of the run, ``horizon − start``):
+        ``lr · (1 + cos(π · min(max(step − start, 0), T) / T)) / 2``, staying at 0 after T as optax's
+        ``cosine_decay_schedule`` does (torch's ``CosineAnnealingLR`` rises again). ``lr`` itself when there
+        is no horizon."""
+        horizon = decay_steps or ((self.horizon - start) if self.horizon else 0)
+        if horizon <= 0:
             return lr
-        return lr * (1.0 + math.cos(math.pi * min(self.step, horizon) / horizon)) / 2.0
+        return lr * (1.0 + math.cos(math.pi * min(max(self.step - start, 0), horizon) / horizon)) / 2.0
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot (deep copy): torch's own state dicts alias live tensors, e.g. Adam's step count."""

@@ -38,7 +38,7 @@ from torch import nn
 
 from algos.base import FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, ConfigError, register
 from algos.diffusion import NoisePredictor
-from algos.networks import Activation, Critic, EnsembleLinear, frozen_call, soft_update
+from algos.networks import Activation, Critic, frozen_call, soft_update, torch_default_init_
 from algos.seeds import SeedRandom, seed_mean
 
 SIGMA_DATA = 0.5  # σ_d of the parametrisation (consistency.py:L49-52)
@@ -111,17 +111,6 @@ def noise_levels_at(update: int, period: int, initial: int, final: int) -> int:
     """N for the update with index ``update`` within its period (ql_consistency.py:L58-86 ``timesteps_schedule``)."""
     grown = update * (final**2 - initial**2) / period
     return math.ceil(math.sqrt(grown + initial**2) - 1) + 1
-
-
-def torch_default_init_(module: nn.Module) -> None:
-    """Every layer's weights and biases U(±1/√fan_in), as ``nn.Linear`` initialises them (kaiming_uniform with
-    a = √5); flowbench's layers start Xavier-uniform with zero biases."""
-    for layer in module.modules():
-        if isinstance(layer, EnsembleLinear):
-            bound = 1.0 / math.sqrt(layer.in_features)
-            with torch.no_grad():
-                layer.weight.uniform_(-bound, bound)
-                layer.bias.uniform_(-bound, bound)
 
 
 class ConsistencyPolicy(nn.Module):

@@ -28,7 +28,7 @@ from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Age
 from algos.flows import flow_matching_loss, flow_policy_actions
 from algos.networks import Activation, Critic, soft_update
 from algos.seeds import SeedRandom, seed_mean
-from algos.td import FlowTDAgent, QAggregation, td_critic_loss
+from algos.td import FlowTDAgent, QAggregation, aggregate, td_critic_loss
 
 
 @dataclass
@@ -57,11 +57,6 @@ class FAWACConfig(AgentConfig):
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4  # the critic's and V's (one optax Adam at ``lr`` for all, qgf L218)
     batch_size: int = 256
-
-
-def aggregate(qs: torch.Tensor, q_agg: QAggregation) -> torch.Tensor:
-    """agg_i over the heads axis of ``[S, E, B]`` → ``[S, B]``."""
-    return qs.min(1).values if q_agg == "min" else qs.mean(1)
 
 
 @register

@@ -300,6 +300,19 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 
 
+def torch_default_init_(module: nn.Module) -> nn.Module:
+    """Every linear layer of ``module`` (itself, if it is one) as ``torch.nn.Linear`` initialises it: weight and
+    bias uniform in ±1/√fan_in. flowbench's layers start Xavier-uniform with zero biases (the JAX references'
+    init); the PyTorch references' networks (SRPO, CAC) start like this."""
+    for layer in module.modules():
+        if isinstance(layer, EnsembleLinear):
+            bound = 1.0 / math.sqrt(layer.in_features)
+            with torch.no_grad():
+                layer.weight.uniform_(-bound, bound)
+                layer.bias.uniform_(-bound, bound)
+    return module
+
+
 def frozen_call(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
     """``module(*inputs)`` with its parameters detached: gradients reach the inputs (a policy's actions)
     but not the module (a critic evaluated in an actor's loss, when one optimiser holds both)."""

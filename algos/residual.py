@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from algos.networks import ACTIVATIONS, LAYER_NORM_EPS, EnsembleLayerNorm, EnsembleLinear
+from algos.networks import ACTIVATIONS, LAYER_NORM_EPS, EnsembleLayerNorm, EnsembleLinear, torch_default_init_
 from algos.seeds import SeedRandom
 
 Init = Literal["flax", "torch"]
@@ -41,14 +41,6 @@ def lecun_normal_(weight: torch.Tensor) -> None:
     std = math.sqrt(1.0 / weight.shape[-2]) / TRUNCATED_NORMAL_STD
     with torch.no_grad():
         nn.init.trunc_normal_(weight, std=std, a=-2.0 * std, b=2.0 * std)
-
-
-def torch_linear_init_(linear: EnsembleLinear) -> None:
-    """``torch.nn.Linear``'s default: weight and bias uniform in ±1/√fan_in."""
-    bound = 1.0 / math.sqrt(linear.in_features)
-    with torch.no_grad():
-        linear.weight.uniform_(-bound, bound)
-        linear.bias.uniform_(-bound, bound)
 
 
 class ResidualBlock(nn.Module):
@@ -66,7 +58,7 @@ class ResidualBlock(nn.Module):
             if init == "flax":
                 lecun_normal_(linear.weight)  # resnet.py L23, L25: nn.Dense without kernel_init
             else:
-                torch_linear_init_(linear)
+                torch_default_init_(linear)
 
     def forward(self, h: torch.Tensor, rng: SeedRandom | None) -> torch.Tensor:
         x = h
@@ -101,8 +93,8 @@ class ResidualMLP(nn.Module):
         self.act = ACTIVATIONS[activation]()
         self.output = EnsembleLinear(hidden_dim, out_dim, seeds=seeds)  # L47: xavier_uniform
         if init == "torch":
-            torch_linear_init_(self.input)
-            torch_linear_init_(self.output)
+            torch_default_init_(self.input)
+            torch_default_init_(self.output)
 
     def forward(self, x: torch.Tensor, rng: SeedRandom | None = None) -> torch.Tensor:
         seeds, lead = x.shape[0], x.shape[1:-1]

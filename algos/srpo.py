@@ -36,8 +36,8 @@ from torch import nn
 
 from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
 from algos.iql import InSampleCritic
-from algos.networks import MLP, EnsembleLinear
-from algos.residual import ResidualMLP, torch_linear_init_
+from algos.networks import MLP, torch_default_init_
+from algos.residual import ResidualMLP
 from algos.seeds import SeedRandom, seed_mean
 
 Weighting = Literal["vds", "stable", "score"]
@@ -102,14 +102,6 @@ def score_weight(weighting: Weighting, alpha: torch.Tensor, sigma: torch.Tensor)
     if weighting == "stable":
         return torch.ones_like(sigma)
     return alpha / sigma
-
-
-def torch_default_init_(module: nn.Module) -> nn.Module:
-    """Every linear layer of ``module`` as ``torch.nn.Linear`` initialises it (the reference's networks)."""
-    for m in module.modules():
-        if isinstance(m, EnsembleLinear):
-            torch_linear_init_(m)
-    return module
 
 
 class GaussianFourierFeatures(nn.Module):
@@ -230,12 +222,7 @@ class SRPO(Agent):
         c = self.config
         if c.actor_lr_schedule == "constant":
             return c.actor_lr
-        start = self.pretrain_end
-        horizon = c.actor_lr_decay_steps or ((self.horizon - start) if self.horizon else 0)
-        if horizon <= 0:
-            return c.actor_lr
-        done = min(max(self.step - start, 0), horizon)
-        return c.actor_lr * (1.0 + math.cos(math.pi * done / horizon)) / 2.0
+        return self.cosine_lr(c.actor_lr, c.actor_lr_decay_steps, self.pretrain_end)
 
     def advance(self) -> None:
         super().advance()

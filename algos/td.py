@@ -20,13 +20,18 @@ from algos.seeds import seed_mean
 QAggregation = Literal["mean", "min"]
 
 
+def aggregate(qs: torch.Tensor, q_agg: QAggregation) -> torch.Tensor:
+    """agg_i over the heads axis of ``[S, E, B]`` → ``[S, B]``."""
+    return qs.min(1).values if q_agg == "min" else qs.mean(1)
+
+
 def td_critic_loss(critic: Critic, target_critic: Critic, batch: Batch, next_actions: torch.Tensor, discount: float,
                    q_agg: QAggregation = "mean", std_penalty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(L_Q ``[S]``, Q(s, a) ``[S, E, B]``) for a batch ``[S, B, ...]`` and next actions ``[S, B, act]``;
     ``std_penalty`` ρ > 0 subtracts ρ times the heads' (population) std from the aggregate."""
     with torch.no_grad():
         next_qs = target_critic(batch.next_obs, next_actions)
-        next_q = next_qs.min(1).values if q_agg == "min" else next_qs.mean(1)
+        next_q = aggregate(next_qs, q_agg)
         if std_penalty > 0:
             next_q = next_q - std_penalty * next_qs.std(1, unbiased=False)
         target = batch.rewards + discount * batch.masks * next_q
