@@ -8,7 +8,7 @@ The baseline every offline-RL table starts from. ``policy`` picks the head:
   0.01; ``FQL_CODE_BC``) — the FQL code ships no BC agent, so that class, the one its IQL uses, is
   flowbench's reading of the FQL paper's BC column;
 - ``deterministic``: an MLP trained with MSE.
-Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, the loss ``[S]``.
+Tensors carry the leading seed axis (``algos.kit.seeds``): batches ``[S, B, ...]``, the loss ``[S]``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from typing import Literal
 
 import torch
 
-from algos.base import FQL_PAPER_BENCHMARKS, Agent, AgentConfig, Batch, register
-from algos.networks import Activation, GaussianActor, MLP, MixtureActor, sample_mixture
-from algos.seeds import SeedRandom, seed_mean
+from algos.kit.agent import Agent, Batch
+from algos.kit.config import AgentConfig
+from algos.kit.networks import MLP, Activation, GaussianActor, MixtureActor, sample_mixture
+from algos.kit.presets import FQL_PAPER_BENCHMARKS
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, seed_mean
 
 
 @dataclass

@@ -23,7 +23,7 @@ L245-347) takes one critic step, one actor step, an EMA step of the policy and a
 Sampling (consistency.py:L77-96): a = f_θ(T z, t_1, s), then a = f_θ(a + √(t_k² − ε²) z′, t_k, s) for the
 levels t_1 > … > t_K of linspace(2, T, K) reversed, clipped to [-1, 1]. Acting (L371-378): 50 candidates per
 state from the policy, one drawn with probability softmax(min_i Q_φ̄ᵢ).
-Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
+Tensors carry the leading seed axis (``algos.kit.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
 """
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ from typing import Hashable, Literal, NamedTuple
 import torch
 from torch import nn
 
-from algos.base import FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, ConfigError, register
-from algos.diffusion import NoisePredictor
-from algos.networks import Activation, Critic, frozen_call, soft_update, torch_default_init_
-from algos.seeds import SeedRandom, seed_mean
+from algos.kit.agent import Agent, Batch
+from algos.kit.config import AgentConfig, ConfigError
+from algos.kit.critics import td_target
+from algos.kit.diffusion import NoisePredictor
+from algos.kit.networks import Activation, Critic, frozen_call, soft_update, torch_default_init_
+from algos.kit.presets import FQL_CODE_OGBENCH_DISCOUNTS, cpu_networks
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, seed_mean
 
 SIGMA_DATA = 0.5  # σ_d of the parametrisation (consistency.py:L49-52)
 MAX_Q_BACKUP_SAMPLES = 10  # next actions per state of the max-Q backup (ql_consistency.py:L253)
@@ -100,6 +104,17 @@ class CACConfig(AgentConfig):
     actor_lr_schedule: Literal["constant", "cosine"] = "constant"
     critic_lr_schedule: Literal["constant", "cosine"] = "constant"
     batch_size: int = 256
+
+    def validate(self) -> None:
+        """The noise levels must nest: 2 ≤ N₀ ≤ N and ε < min_sampling_noise ≤ max_noise (the CAC code's
+        Karras grid needs ε < T)."""
+        if not 2 <= self.initial_noise_levels <= self.noise_levels or self.eps >= self.max_noise:
+            raise ConfigError(f"CAC needs 2 <= initial_noise_levels <= noise_levels and eps < max_noise, got "
+                              f"initial_noise_levels {self.initial_noise_levels}, noise_levels "
+                              f"{self.noise_levels}, eps {self.eps}, max_noise {self.max_noise}")
+        if not self.eps < self.min_sampling_noise <= self.max_noise:
+            raise ConfigError(f"CAC needs eps < min_sampling_noise <= max_noise, got eps {self.eps}, "
+                              f"min_sampling_noise {self.min_sampling_noise}, max_noise {self.max_noise}")
 
 
 def karras_levels(n: int, eps: float, max_noise: float, rho: float) -> list[float]:
@@ -180,10 +195,8 @@ class CACDraws(NamedTuple):
 class CAC(Agent):
     name = "cac"
     config_class = CACConfig
-    samples_flow_in_training = True  # the Q term's and the critic's actions run the K-step sampler
-    steps_field = "sampling_steps"
     policy_update_parts = ("actor",)
-    profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
+    profiles = {"cpu": cpu_networks()}
     # The CAC code's per-task table (offline.py:L41-62 ``consistency_hyperparameters``): 'lr' is the actor's lr
     # (the critic's is 3e-4 everywhere, ql_consistency.py:L218), 'T' is K, 'gn' the gradient-norm clip,
     # 'reward_tune' the reward transform (utils/data_sampler.py:L22-31: 'cql_antmaze' (r − 0.5)·4, 'normalize'
@@ -224,13 +237,6 @@ class CAC(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        if not 2 <= c.initial_noise_levels <= c.noise_levels or c.eps >= c.max_noise:
-            raise ConfigError(f"CAC needs 2 <= initial_noise_levels <= noise_levels and eps < max_noise, got "
-                              f"initial_noise_levels {c.initial_noise_levels}, noise_levels {c.noise_levels}, "
-                              f"eps {c.eps}, max_noise {c.max_noise}")
-        if not c.eps < c.min_sampling_noise <= c.max_noise:
-            raise ConfigError(f"CAC needs eps < min_sampling_noise <= max_noise, got eps {c.eps}, "
-                              f"min_sampling_noise {c.min_sampling_noise}, max_noise {c.max_noise}")
         self.actor = ConsistencyPolicy(obs_dim, act_dim, c, seeds=s).to(self.device)
         self.critic = Critic(obs_dim, act_dim, c.value_hidden_dims, 2, c.critic_layer_norm, c.activation,
                              seeds=s).to(self.device)
@@ -284,8 +290,7 @@ class CAC(Agent):
     def ema_steps(self) -> bool:
         """Whether this update ends with an EMA step: the updates done before it are a multiple of ``ema_every``
         and at least ``ema_start`` (ql_consistency.py:L235-238, L339-342)."""
-        c = self.config
-        return self.step % c.ema_every == 0 and self.step >= c.ema_start
+        return self.periodic(self.config.ema_every, self.config.ema_start)
 
     def graph_key(self) -> Hashable:
         return self.ema_steps()
@@ -294,10 +299,8 @@ class CAC(Agent):
         super().advance()
         c = self.config
         self.set_noise_levels()
-        if c.actor_lr_schedule == "cosine":
-            self.set_lr(self.actor_opt, self.cosine_lr(c.actor_lr))
-        if c.critic_lr_schedule == "cosine":
-            self.set_lr(self.critic_opt, self.cosine_lr(c.critic_lr))
+        self.schedule_lr(self.actor_opt, c.actor_lr, c.actor_lr_schedule)
+        self.schedule_lr(self.critic_opt, c.critic_lr, c.critic_lr_schedule)
 
     def load_extra_state(self, state: dict) -> None:
         self.set_noise_levels()
@@ -305,7 +308,7 @@ class CAC(Agent):
     # -- losses ---------------------------------------------------------------------------------
     def td_target(self, batch: Batch, next_q: torch.Tensor) -> torch.Tensor:
         """y ``[S, B]`` from min-over-heads next values ``[S, B]``, divided by its batch std with ``q_norm``."""
-        target = batch.rewards + self.config.discount * batch.masks * next_q
+        target = td_target(batch, next_q, self.config.discount)
         if self.config.q_norm:
             target = target / (target.std(-1, keepdim=True) + 1e-6)
         return target

@@ -18,7 +18,7 @@ Q-learning through the whole reverse chain:
 - acting: N = 50 candidates per state from the policy, one drawn with probability softmax(Q)
   (``action_selection="softmax"``, the official code) or the best one (``"argmax"``), Q = min of
   the target critic's heads.
-Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``; the
+Tensors carry the leading seed axis (``algos.kit.seeds``): batches ``[S, B, ...]``, losses ``[S]``; the
 gradient-norm clip applies to each seed's gradient on its own.
 """
 
@@ -30,10 +30,14 @@ from typing import Hashable, Literal
 
 import torch
 
-from algos.base import Agent, AgentConfig, Batch, register
-from algos.diffusion import NoisePredictor, VPSchedule, ddpm_sample, denoising_loss
-from algos.networks import Activation, Critic, frozen_call, soft_update
-from algos.seeds import SeedRandom, seed_mean
+from algos.kit.agent import Agent, Batch
+from algos.kit.config import AgentConfig
+from algos.kit.critics import td_target
+from algos.kit.diffusion import NoisePredictor, VPSchedule, ddpm_sample, denoising_loss
+from algos.kit.networks import Activation, Critic, frozen_call, soft_update
+from algos.kit.presets import cpu_networks
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, seed_mean
 
 
 @dataclass
@@ -98,10 +102,8 @@ PAPER_PRESETS: tuple[tuple[str, dict], ...] = (
 class DiffusionQL(Agent):
     name = "diffusion_ql"
     config_class = DiffusionQLConfig
-    samples_flow_in_training = True
     policy_update_parts = ("actor",)
-    steps_field = "sampling_steps"
-    profiles = {"cpu": {"actor_hidden_dims": (128, 128), "value_hidden_dims": (128, 128), "num_candidates": 16}}
+    profiles = {"cpu": {**cpu_networks(128), "num_candidates": 16}}
     # Both local tasks need a LayerNorm critic (as in the FQL paper's reruns of baselines): without it the
     # critic extrapolates past the data and the Q term drags actions off it; on the toy Q differs by only
     # 0.5 between the modes, too little for softmax(Q) to choose among candidates, and K = 5 leaves too many
@@ -150,7 +152,7 @@ class DiffusionQL(Agent):
             else:
                 next_actions = self.sample(self.ema_actor, batch.next_obs, self.rng)
                 next_q = self.target_critic(batch.next_obs, next_actions).min(1).values
-            target = batch.rewards + c.discount * batch.masks * next_q
+            target = td_target(batch, next_q, c.discount)
         q = self.critic(batch.obs, batch.actions)
         critic_loss = ((q - target[:, None]) ** 2).mean(-1).sum(-1)
         return self.minimize(self.critic_opt, critic_loss, self.critic.parameters(), c.grad_norm), q.detach()
@@ -177,8 +179,7 @@ class DiffusionQL(Agent):
         """Whether this update ends with a Polyak step of the EMA policy: when the updates done before it
         are a multiple of ``ema_every`` and at least ``ema_start`` (until then the EMA policy stays the
         initial policy, as the official ``step_ema`` leaves it)."""
-        c = self.config
-        return self.step % c.ema_every == 0 and self.step >= c.ema_start
+        return self.periodic(self.config.ema_every, self.config.ema_start)
 
     def graph_key(self) -> Hashable:
         return self.ema_steps()
@@ -186,10 +187,8 @@ class DiffusionQL(Agent):
     def advance(self) -> None:
         super().advance()
         c = self.config
-        if c.actor_lr_schedule == "cosine":
-            self.set_lr(self.actor_opt, self.cosine_lr(c.actor_lr))
-        if c.critic_lr_schedule == "cosine":
-            self.set_lr(self.critic_opt, self.cosine_lr(c.critic_lr))
+        self.schedule_lr(self.actor_opt, c.actor_lr, c.actor_lr_schedule)
+        self.schedule_lr(self.critic_opt, c.critic_lr, c.critic_lr_schedule)
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config

@@ -24,15 +24,18 @@ from dataclasses import dataclass
 
 import torch
 
-from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, AgentConfig, Batch, register
-from algos.flows import flow_matching_loss, flow_policy_actions
-from algos.networks import Activation, Critic, soft_update
-from algos.seeds import SeedRandom, seed_mean
-from algos.td import FlowTDAgent, QAggregation, aggregate, td_critic_loss
+from algos.kit.agent import Batch
+from algos.kit.critics import QAggregation, aggregate, td_critic_loss
+from algos.kit.flow_agents import FlowTDAgent
+from algos.kit.flows import flow_matching_loss, flow_policy_actions
+from algos.kit.networks import Critic, soft_update
+from algos.kit.presets import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, FQLCodeConfig, cpu_networks
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, seed_mean
 
 
 @dataclass
-class FAWACConfig(AgentConfig):
+class FAWACConfig(FQLCodeConfig):
     """FAWAC with the FQL-lineage agents' get_config() (qgf agents/fawac.py:L231-258): 4×512 GELU MLPs,
     LayerNorm on the critic and value only (``value_layer_norm``), one Adam at 3e-4 for all three networks,
     batch 256, γ 0.99, τ 0.005, K = 10, β (``inv_temp``) 10, weights clipped at 100. Twin Q with the mean
@@ -47,26 +50,18 @@ class FAWACConfig(AgentConfig):
     q_agg: QAggregation = "mean"  # over the critic heads: in the TD target, V's regression target and A (qflow)
     num_qs: int = 2  # critic heads (qflow, the FQL code: 2; qgf and qam: 10, L248)
     backup_std_penalty: float = 0.0  # ρ: TD target agg − ρ·std over the target heads (qgf and qam: 0.5, L41, L249)
-    discount: float = 0.99
-    tau: float = 0.005
-    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # the critic's and V's (qgf L178-193)
     critic_layer_norm: bool = True  # LayerNorm in the critic and V (qgf ``value_layer_norm``, L243)
     actor_layer_norm: bool = False
-    activation: Activation = "gelu"
-    actor_lr: float = 3e-4
     critic_lr: float = 3e-4  # the critic's and V's (one optax Adam at ``lr`` for all, qgf L218)
-    batch_size: int = 256
 
 
 @register
 class FAWAC(FlowTDAgent):
     name = "fawac"
     config_class = FAWACConfig
-    samples_flow_in_training = True  # the critic's next actions integrate the flow (no gradient)
-    steps_field = "sampling_steps"
     policy_update_parts = ("policy",)
-    profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
+    profiles = {"cpu": cpu_networks()}
     presets = (
         *FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS,
         # flowbench's toy: the modes' Q differ by 0.5, so β must be large for the weights to separate them.

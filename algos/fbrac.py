@@ -24,15 +24,18 @@ from dataclasses import dataclass
 
 import torch
 
-from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, AgentConfig, Batch, register
-from algos.flows import flow_matching_loss, flow_policy_actions
-from algos.networks import Activation, frozen_call, soft_update
-from algos.seeds import SeedRandom, seed_mean
-from algos.td import FlowTDAgent, QAggregation, td_critic_loss
+from algos.kit.agent import Batch
+from algos.kit.critics import QAggregation, td_critic_loss
+from algos.kit.flow_agents import FlowTDAgent
+from algos.kit.flows import flow_matching_loss, flow_policy_actions
+from algos.kit.networks import frozen_call, soft_update
+from algos.kit.presets import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, FQLCodeConfig, cpu_networks
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, seed_mean
 
 
 @dataclass
-class FBRACConfig(AgentConfig):
+class FBRACConfig(FQLCodeConfig):
     """FBRAC with Value Flows' get_config() (agents/fbrac.py:L240-261): 4×512 GELU MLPs, LayerNorm in the
     critic only, twin Q (L203-214), one Adam at 3e-4 (L228), batch 256, γ 0.99, τ 0.005, K = 10, α 10
     (L255, "need to be tuned for each environment"). The per-task α of its README are the presets; the FQL
@@ -43,26 +46,15 @@ class FBRACConfig(AgentConfig):
     sampling_steps: int = 10  # K: Euler steps the Q gradient is backpropagated through
     q_agg: QAggregation = "mean"
     normalize_q_loss: bool = False
-    discount: float = 0.99
-    tau: float = 0.005
-    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    critic_layer_norm: bool = True
     actor_layer_norm: bool = False
-    activation: Activation = "gelu"
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    batch_size: int = 256
 
 
 @register
 class FBRAC(FlowTDAgent):
     name = "fbrac"
     config_class = FBRACConfig
-    samples_flow_in_training = True  # L_q and the next actions integrate the flow for K steps
-    steps_field = "sampling_steps"
     policy_update_parts = ("flow", "q")
-    profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
+    profiles = {"cpu": cpu_networks()}
     presets = (
         *FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS,
         # The per-task values of the reference's command lines (value-flows README.md, "FBRAC", offline RL).

@@ -2,7 +2,7 @@
 
 Loss: L = mean ‖v_θ(s, x_t, t) − (a − x₀)‖², x_t = (1 − t) x₀ + t a, x₀ ~ N(0, I), t ~ U[0, 1].
 Acting: K Euler steps from fresh noise, clipped to [-1, 1]; the policy reproduces the data's modes.
-Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, the loss ``[S]``.
+Tensors carry the leading seed axis (``algos.kit.seeds``): batches ``[S, B, ...]``, the loss ``[S]``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
-from algos.base import Agent, AgentConfig, Batch, register
-from algos.flows import VelocityField, flow_matching_loss, flow_policy_actions
-from algos.networks import Activation
-from algos.seeds import SeedRandom
+from algos.kit.agent import Agent, Batch
+from algos.kit.config import AgentConfig
+from algos.kit.flows import VelocityField, flow_matching_loss, flow_policy_actions
+from algos.kit.networks import Activation
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom
 
 
 @dataclass
@@ -34,7 +36,6 @@ class FlowBCConfig(AgentConfig):
 class FlowBC(Agent):
     name = "flow_bc"
     config_class = FlowBCConfig
-    steps_field = "sampling_steps"
     policy_update_parts = ("flow",)
     profiles = {"cpu": {"actor_hidden_dims": (256, 256)}}
 

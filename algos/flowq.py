@@ -32,7 +32,7 @@ by exp(λ·h(t)·Q): at t → 1 that is π̂ ∝ π_β·exp(λ·h(1)·Q), and fo
 λ/ḡ moves as the critic's gradient scale changes in training, and λ reads as a displacement in action
 units (at most λ·Λ(1)) whatever the reward scale — which is why it is the default.
 
-Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
+Tensors carry the leading seed axis (``algos.kit.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
 
 A learnable schedule h_θ is not offered: every objective for it that we could write down needs
 samples of the final policy, i.e. integrating the flow during training, which is what FlowQ avoids.
@@ -45,11 +45,12 @@ from typing import Literal
 
 import torch
 
-from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
-from algos.flows import VelocityField, best_of_n_flow_actions, linear_path, sample_noise_and_time
-from algos.iql import InSampleCritic
-from algos.networks import Activation
-from algos.seeds import SeedRandom, per_seed, seed_mean
+from algos.kit.agent import Batch
+from algos.kit.flow_agents import InSampleFlowAgent
+from algos.kit.flows import best_of_n_flow_actions, linear_path, sample_noise_and_time
+from algos.kit.presets import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, FQLCodeConfig, cpu_networks
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, per_seed, seed_mean
 
 SCHEDULES = ("t", "t2", "t2_over_1mt")
 
@@ -65,23 +66,6 @@ def schedule_weight(t: torch.Tensor, schedule: str) -> torch.Tensor:
     raise ValueError(f"unknown energy schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
 
 
-def schedule_integral(t: torch.Tensor, schedule: str) -> torch.Tensor:
-    """Λ(t) = ∫₀ᵗ h(u)(1 − u)² du in closed form: the accumulated guidance displacement."""
-    if schedule == "t":
-        return t**2 / 2 - 2 * t**3 / 3 + t**4 / 4
-    if schedule == "t2":
-        return t**3 / 3 - t**4 / 2 + t**5 / 5
-    if schedule == "t2_over_1mt":
-        return t**3 / 3 - t**4 / 4
-    raise ValueError(f"unknown energy schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-
-
-def guided_path_mean(a1: torch.Tensor, direction: torch.Tensor, t: torch.Tensor, lam: float,
-                     schedule: str) -> torch.Tensor:
-    """μ_t = t·a₁ + λ·Λ(t)·ĝ, the mean of the guided Gaussian path conditional on a₁."""
-    return t * a1 + lam * schedule_integral(t, schedule) * direction
-
-
 def guided_path_std(t: torch.Tensor) -> torch.Tensor:
     """σ_t = 1 − t."""
     return 1.0 - t
@@ -94,7 +78,7 @@ def guided_velocity(a0: torch.Tensor, a1: torch.Tensor, direction: torch.Tensor,
 
 
 @dataclass
-class FlowQConfig(AgentConfig):
+class FlowQConfig(FQLCodeConfig):
     """FlowQ. Networks, optimiser and critic follow the FQL/IQL conventions this harness compares
     under (4×512 GELU MLPs, LayerNorm critics, Adam 3e-4, batch 256, expectile 0.7, γ = 0.99,
     τ = 0.005); the paper's per-task λ were not available. λ is in units of the batch-normalised
@@ -109,29 +93,18 @@ class FlowQConfig(AgentConfig):
     sampling_steps: int = 10  # K, Euler steps at acting time only
     num_candidates: int = 1  # N flow samples per state when acting, the best by min Q taken
     expectile: float = 0.7
-    discount: float = 0.99
-    tau: float = 0.005
-    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    critic_layer_norm: bool = True
     actor_layer_norm: bool = False
-    activation: Activation = "gelu"
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
     value_lr: float = 3e-4
-    batch_size: int = 256
 
 
 @register
-class FlowQ(Agent):
+class FlowQ(InSampleFlowAgent):
     name = "flowq"
     config_class = FlowQConfig
-    samples_flow_in_training = False
     policy_update_parts = ("flow",)
-    steps_field = "sampling_steps"
     # cpu: 2×128 networks (about twice the speed of 2×256 on one core; enough for PointMaze; the toy
     # figure's FlowQ panels use a 3×256 velocity field, see harness/toy_figure.py).
-    profiles = {"cpu": {"actor_hidden_dims": (128, 128), "value_hidden_dims": (128, 128)}}
+    profiles = {"cpu": cpu_networks(128)}
     presets = (
         # antmaze: IQL's expectile for its in-sample critic; the FQL code's rewards and discounts
         *FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS, ("D4RL/antmaze/*", {"expectile": 0.9}),
@@ -140,24 +113,6 @@ class FlowQ(Agent):
         # results/toy/tuning.md, "FlowQ").
         ("toy/*", {"energy_scale": 32.0, "actor_lr": 1e-3, "critic_lr": 1e-3, "value_lr": 1e-3}),
     )
-
-    def __init__(self, obs_dim: int, act_dim: int, config: FlowQConfig, device: torch.device | str = "cpu",
-                 num_seeds: int = 1):
-        super().__init__(obs_dim, act_dim, config, device, num_seeds)
-        c, s = config, num_seeds
-        schedule_weight(torch.zeros(1), c.schedule)  # a bad schedule name fails here, not mid-run
-        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.critic_layer_norm, c.activation,
-                                     c.expectile, c.discount, seeds=s).to(self.device)
-        self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
-                                  seeds=s).to(self.device)
-        self.opt = self.adam([*self.critic.param_groups(c.critic_lr, c.value_lr),
-                              (self.flow.parameters(), c.actor_lr)])
-
-    def modules(self) -> dict[str, torch.nn.Module]:
-        return {"critic": self.critic, "flow": self.flow}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"all": self.opt}
 
     def q_direction(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """ĝ ``[S, B, act_dim]``: ∇ₐ of the mean twin Q at ``actions``, divided by each seed's batch-mean

@@ -26,11 +26,14 @@ from typing import Literal
 
 import torch
 
-from algos.base import FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
-from algos.diffusion import ResidualNoisePredictor, VPSchedule, ddpm_sample
-from algos.iql import InSampleCritic
-from algos.networks import Activation, soft_update
-from algos.seeds import SeedRandom, seed_mean
+from algos.kit.agent import Agent, Batch
+from algos.kit.config import AgentConfig, ConfigError
+from algos.kit.critics import InSampleCritic
+from algos.kit.diffusion import ResidualNoisePredictor, VPSchedule, ddpm_sample
+from algos.kit.networks import Activation, soft_update
+from algos.kit.presets import FQL_CODE_OGBENCH_DISCOUNTS
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, seed_mean
 
 WEIGHT_EPS = 1e-6  # keeps w finite where Q = V exactly
 
@@ -77,6 +80,11 @@ class IDQLConfig(AgentConfig):
     value_lr: float = 3e-4
     batch_size: int = 512  # launcher L18
 
+    def validate(self) -> None:
+        """The residual blocks share one width: ``actor_hidden_dims`` lists it once per block."""
+        if len(set(self.actor_hidden_dims)) != 1:
+            raise ConfigError(f"IDQL's residual blocks share one width, got actor_hidden_dims={self.actor_hidden_dims}")
+
 
 def implicit_policy_weights(q: torch.Tensor, v: torch.Tensor, expectile: float) -> torch.Tensor:
     """IDQL's expectile weights ``|τ − 1(q < v)| / |q − v|`` (the paper's Eq. 7; ``q`` ``[..., N]``, ``v``
@@ -89,7 +97,6 @@ def implicit_policy_weights(q: torch.Tensor, v: torch.Tensor, expectile: float) 
 class IDQL(Agent):
     name = "idql"
     config_class = IDQLConfig
-    steps_field = "sampling_steps"
     policy_update_parts = ("behaviour",)
     # the small profile for tests and CPU runs: the same network, narrower, and half the batch
     profiles = {"cpu": {"actor_hidden_dims": (64, 64, 64), "batch_size": 256}}
@@ -111,8 +118,6 @@ class IDQL(Agent):
         c, s = config, num_seeds
         self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.critic_layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
-        if len(set(c.actor_hidden_dims)) != 1:
-            raise ValueError(f"IDQL's residual blocks share one width, got actor_hidden_dims={c.actor_hidden_dims}")
         self.behaviour = ResidualNoisePredictor(obs_dim, act_dim, c.actor_hidden_dims[0], len(c.actor_hidden_dims),
                                                 c.actor_dropout, c.actor_layer_norm, c.actor_activation, c.time_dim,
                                                 seeds=s).to(self.device)
@@ -133,8 +138,8 @@ class IDQL(Agent):
     def advance(self) -> None:
         super().advance()
         c = self.config
-        if c.actor_lr_schedule == "cosine":  # optax.cosine_decay_schedule at the next update's count
-            self.set_lr(self.behaviour_opt, self.cosine_lr(c.actor_lr, c.actor_lr_decay_steps))
+        # optax.cosine_decay_schedule at the next update's count
+        self.schedule_lr(self.behaviour_opt, c.actor_lr, c.actor_lr_schedule, c.actor_lr_decay_steps)
 
     def behaviour_loss(self, batch: Batch) -> torch.Tensor:
         """L_ε ``[S]``: Σ over action dimensions, mean over the batch (ddpm_iql.py L293–341), dropout on."""

@@ -6,7 +6,7 @@ IQL's in-sample critic next to a BC flow policy; the policy is improved only at 
 - flow:   L_flow = mean ‖v_θ(s, x_t, t) − (a − x₀)‖²
 One optimiser step on L_V + L_Q + L_flow per update (as the official code). Acting samples N flow
 actions per state (K Euler steps each) and takes the one with the highest min_i Q_φᵢ.
-Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
+Tensors carry the leading seed axis (``algos.kit.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
 """
 
 from __future__ import annotations
@@ -15,41 +15,32 @@ from dataclasses import dataclass
 
 import torch
 
-from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
-from algos.flows import VelocityField, best_of_n_flow_actions, flow_matching_loss
-from algos.iql import InSampleCritic
-from algos.networks import Activation
-from algos.seeds import SeedRandom, seed_mean
+from algos.kit.agent import Batch
+from algos.kit.flow_agents import InSampleFlowAgent
+from algos.kit.flows import best_of_n_flow_actions, flow_matching_loss
+from algos.kit.presets import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, FQLCodeConfig, cpu_networks
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, seed_mean
 
 
 @dataclass
-class IFQLConfig(AgentConfig):
+class IFQLConfig(FQLCodeConfig):
     """IFQL with the official defaults (seohongpark/fql agents/ifql.py): expectile 0.9, N = 32
     samples, K = 10 flow steps, 4×512 GELU MLPs, LayerNorm critics, Adam 3e-4, batch 256."""
 
     expectile: float = 0.9
     num_candidates: int = 32  # N flow samples per state when acting, the best by min Q taken
     sampling_steps: int = 10  # K, Euler steps per flow sample
-    discount: float = 0.99
-    tau: float = 0.005
-    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    critic_layer_norm: bool = True
     actor_layer_norm: bool = False
-    activation: Activation = "gelu"
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
     value_lr: float = 3e-4
-    batch_size: int = 256
 
 
 @register
-class IFQL(Agent):
+class IFQL(InSampleFlowAgent):
     name = "ifql"
     config_class = IFQLConfig
-    steps_field = "sampling_steps"
     policy_update_parts = ("flow",)
-    profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
+    profiles = {"cpu": cpu_networks()}
     # the FQL code's conventions (its get_config() defaults above; the README's IFQL example: N = 32)
     presets = (
         *FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS,
@@ -57,23 +48,6 @@ class IFQL(Agent):
         # ranking errors and drives into the U's wall; the best of 8 does not (results/pointmaze/umaze.md).
         ("local/pointmaze/*", {"num_candidates": 8}),
     )
-
-    def __init__(self, obs_dim: int, act_dim: int, config: IFQLConfig, device: torch.device | str = "cpu",
-                 num_seeds: int = 1):
-        super().__init__(obs_dim, act_dim, config, device, num_seeds)
-        c, s = config, num_seeds
-        self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.critic_layer_norm, c.activation,
-                                     c.expectile, c.discount, seeds=s).to(self.device)
-        self.flow = VelocityField(obs_dim, act_dim, c.actor_hidden_dims, c.activation, c.actor_layer_norm,
-                                  seeds=s).to(self.device)
-        self.opt = self.adam([*self.critic.param_groups(c.critic_lr, c.value_lr),
-                              (self.flow.parameters(), c.actor_lr)])
-
-    def modules(self) -> dict[str, torch.nn.Module]:
-        return {"critic": self.critic, "flow": self.flow}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"all": self.opt}
 
     def policy_train_step(self, batch: Batch) -> torch.Tensor:
         return self.minimize(self.opt, flow_matching_loss(self.flow, batch.obs, batch.actions, self.rng))

@@ -12,23 +12,24 @@ Two update orders (``update_order``):
   losses from the parameters before the step, the advantage from the *online* critic, the target
   moved toward the pre-step critic.
 The value and twin Q are ``InSampleCritic``, the module IFQL, FlowQ and QIPO share.
-Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, Q ``[S, 2, B]``, V
+Tensors carry the leading seed axis (``algos.kit.seeds``): batches ``[S, B, ...]``, Q ``[S, 2, B]``, V
 ``[S, B]``, every loss ``[S]`` (L_Q sums its two heads).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import torch
-from torch import nn
 
-from algos.base import (FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, FQL_PAPER_BENCHMARKS, Agent, AgentConfig,
-                        Batch, register)
-from algos.networks import Activation, Critic, GaussianActor, soft_update
-from algos.seeds import SeedRandom, seed_mean
+from algos.kit.agent import Agent, Batch
+from algos.kit.config import AgentConfig
+from algos.kit.critics import InSampleCritic
+from algos.kit.networks import Activation, GaussianActor
+from algos.kit.presets import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, FQL_PAPER_BENCHMARKS, cpu_networks
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, seed_mean
 
 
 @dataclass
@@ -73,62 +74,12 @@ FQL_CODE_IQL = {
 }
 
 
-def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
-    """E[ |τ − 1(u < 0)| u² ] per seed: ``diff`` ``[S, ...]`` → ``[S]``."""
-    weight = torch.where(diff > 0, expectile, 1.0 - expectile)
-    return seed_mean(weight * diff**2)
-
-
-class InSampleCritic(nn.Module):
-    """IQL's in-sample critic as one module (IQL, IFQL, FlowQ, QIPO): twin Q, its Polyak target and an
-    expectile value, never querying an action outside the dataset. ``seeds`` is the leading seed axis
-    S of every parameter; ``q``/``target_q`` return ``[S, 2, B]``, ``value`` ``[S, B]``."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dims: Sequence[int], layer_norm: bool, activation: str,
-                 expectile: float, discount: float, seeds: int = 1):
-        super().__init__()
-        self.expectile, self.discount = expectile, discount
-        self.q = Critic(obs_dim, act_dim, hidden_dims, 2, layer_norm, activation, seeds=seeds)
-        self.target_q = copy.deepcopy(self.q).requires_grad_(False)
-        self.value = Critic(obs_dim, 0, hidden_dims, None, layer_norm, activation, seeds=seeds)
-
-    def value_loss(self, batch: Batch) -> torch.Tensor:
-        """L_V ``[S]``: V toward the τ-expectile of the target critic's min_i Q(s, a)."""
-        with torch.no_grad():
-            target_q = self.target_q(batch.obs, batch.actions).min(1).values
-        return expectile_loss(target_q - self.value(batch.obs), self.expectile)
-
-    def q_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(L_Q ``[S]`` summed over the heads, Q(s, a) ``[S, 2, B]``), with the TD target r + γ m V(s′)."""
-        with torch.no_grad():
-            td_target = batch.rewards + self.discount * batch.masks * self.value(batch.next_obs)
-        q = self.q(batch.obs, batch.actions)
-        return ((q - td_target[:, None]) ** 2).mean(-1).sum(-1), q
-
-    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(L_V, L_Q, Q(s, a)) from the same parameters, for one joint optimiser step."""
-        return self.value_loss(batch), *self.q_loss(batch)
-
-    @torch.no_grad()
-    def advantage(self, obs: torch.Tensor, actions: torch.Tensor, target: bool) -> torch.Tensor:
-        """min_i Q(s, a) − V(s) ``[S, B]``, from the target (``target``) or the online critic."""
-        q = (self.target_q if target else self.q)(obs, actions).min(1).values
-        return q - self.value(obs)
-
-    def param_groups(self, critic_lr: float, value_lr: float) -> list[tuple[Iterable[nn.Parameter], float]]:
-        """Q's and V's parameters at their learning rates, as ``Agent.adam`` takes parameter groups."""
-        return [(self.q.parameters(), critic_lr), (self.value.parameters(), value_lr)]
-
-    def update_target(self, tau: float) -> None:
-        soft_update(self.target_q, self.q, tau)
-
-
 @register
 class IQL(Agent):
     name = "iql"
     config_class = IQLConfig
     policy_update_parts = ("actor",)
-    profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256),
+    profiles = {"cpu": {**cpu_networks(),
                         "actor_lr_schedule": "constant"}}
     presets = (
         # IQL paper, Appendix B (and its code's train_offline.py): locomotion rewards × 1000 / return range
@@ -162,8 +113,7 @@ class IQL(Agent):
     def advance(self) -> None:
         super().advance()
         c = self.config
-        if c.actor_lr_schedule == "cosine":
-            self.set_lr(self.actor_opt, self.cosine_lr(c.actor_lr, c.actor_lr_decay_steps))
+        self.schedule_lr(self.actor_opt, c.actor_lr, c.actor_lr_schedule, c.actor_lr_decay_steps)
 
     def awr_weights(self, batch: Batch) -> torch.Tensor:
         """min(exp(β·A(s, a)), max_weight) ``[S, B]``: the advantage from the target critic (sequential)

@@ -12,7 +12,7 @@ snapshot π_l of the policy. With a_0 = the dataset action and a_1 … a_M ~ π_
 The snapshot is renewed every K_renew steps, so each renewal raises the effective guidance
 (π_L ∝ π_0·exp(L β Q)). Phases: K₁ steps of flow BC on the data, then K₂ steps of critic warm-up
 (the policy waits), then policy improvement with the critic still learning.
-Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``; every
+Tensors carry the leading seed axis (``algos.kit.seeds``): batches ``[S, B, ...]``, losses ``[S]``; every
 seed is in the same phase (the phases follow the shared step count).
 
 No official code was found; every choice is recorded in the config docstring.
@@ -26,16 +26,17 @@ from typing import Hashable, Literal
 
 import torch
 
-from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
-from algos.diffusion import NoisePredictor, VPSchedule, ddpm_sample, denoising_loss
-from algos.flows import VelocityField, euler_sample, flow_matching_loss
-from algos.iql import InSampleCritic
-from algos.networks import Activation
-from algos.seeds import SeedRandom, seed_mean
+from algos.kit.agent import Agent, Batch
+from algos.kit.critics import InSampleCritic
+from algos.kit.diffusion import NoisePredictor, VPSchedule, ddpm_sample, denoising_loss
+from algos.kit.flows import VelocityField, euler_sample, flow_matching_loss
+from algos.kit.presets import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, FQLCodeConfig
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, seed_mean
 
 
 @dataclass
-class QIPOConfig(AgentConfig):
+class QIPOConfig(FQLCodeConfig):
     """QIPO. Choices (the paper's code was not available):
     - critic: IQL's in-sample expectile critic (τ = 0.7, twin Q, min over target heads for the
       weights), so the critic never needs policy samples and is the same one FlowQ uses;
@@ -62,16 +63,7 @@ class QIPOConfig(AgentConfig):
     renew_every: int = 100_000  # K_renew
     sampling_steps: int = 10  # K: Euler steps (ot) or DDPM denoising steps (vp)
     expectile: float = 0.7
-    discount: float = 0.99
-    tau: float = 0.005
-    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    critic_layer_norm: bool = True
-    activation: Activation = "gelu"
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
     value_lr: float = 3e-4
-    batch_size: int = 256
 
 
 @dataclass
@@ -95,9 +87,7 @@ CPU_PROFILE = {"actor_hidden_dims": (128, 128), "value_hidden_dims": (128, 128),
 class QIPO(Agent):
     name = "qipo"
     config_class = QIPOConfig
-    samples_flow_in_training = True  # the support set is sampled from the snapshot every update
     policy_update_parts = ("policy",)
-    steps_field = "sampling_steps"
     profiles = {"cpu": CPU_PROFILE}
     # antmaze: IQL's expectile for its in-sample critic; the FQL code's rewards and discounts
     presets = (*FQL_CODE_ANTMAZE_REWARDS, *FQL_CODE_OGBENCH_DISCOUNTS, ("D4RL/antmaze/*", {"expectile": 0.9}), ("toy/*", {"actor_lr": 1e-3, "critic_lr": 1e-3, "value_lr": 1e-3}))
@@ -106,8 +96,6 @@ class QIPO(Agent):
                  num_seeds: int = 1):
         super().__init__(obs_dim, act_dim, config, device, num_seeds)
         c, s = config, num_seeds
-        if c.renew_every < 1 or c.num_support < 1:
-            raise ValueError("renew_every and num_support must be at least 1")
         self.critic = InSampleCritic(obs_dim, act_dim, c.value_hidden_dims, c.critic_layer_norm, c.activation,
                                      c.expectile, c.discount, seeds=s).to(self.device)
         if c.path == "ot":

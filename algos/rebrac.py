@@ -10,7 +10,7 @@ are computed from the parameters before the step (one joint loss there), the tar
 pre-step parameters, the first actor update is the ``actor_freq``-th update (its loop counts from 1),
 and between actor updates the actor's Adam still steps with zero gradient (one optax Adam over all
 parameters there), so the actor keeps moving on its momentum.
-Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, Q ``[S, 2, B]``, and
+Tensors carry the leading seed axis (``algos.kit.seeds``): batches ``[S, B, ...]``, Q ``[S, 2, B]``, and
 every loss, mean|Q| normaliser included, is per seed ``[S]``.
 """
 
@@ -22,13 +22,16 @@ from typing import Hashable
 
 import torch
 
-from algos.base import FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
-from algos.networks import Activation, Critic, MLP, frozen_call, soft_update
-from algos.seeds import SeedRandom, per_seed, seed_mean
+from algos.kit.agent import Agent, Batch
+from algos.kit.critics import td_target
+from algos.kit.networks import MLP, Critic, frozen_call, soft_update
+from algos.kit.presets import FQL_CODE_OGBENCH_DISCOUNTS, FQLCodeConfig, cpu_networks
+from algos.kit.registry import register
+from algos.kit.seeds import SeedRandom, per_seed, seed_mean
 
 
 @dataclass
-class ReBRACConfig(AgentConfig):
+class ReBRACConfig(FQLCodeConfig):
     """ReBRAC as in the FQL paper's reruns (seohongpark/fql agents/rebrac.py get_config): 4×512 GELU
     MLPs, LayerNorm critics, actor every 2 steps, target noise 0.2 clipped at 0.5, the actor's output
     layer initialised with variance scale 0.01 (flax ``variance_scaling(0.01, 'fan_avg', 'uniform')``,
@@ -40,17 +43,8 @@ class ReBRACConfig(AgentConfig):
     actor_freq: int = 2
     actor_noise: float = 0.2
     actor_noise_clip: float = 0.5
-    discount: float = 0.99
-    tau: float = 0.005
-    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
-    critic_layer_norm: bool = True
     actor_layer_norm: bool = False
-    activation: Activation = "gelu"
     actor_final_init_scale: float = 0.01  # variance scale of the actor's output layer
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    batch_size: int = 256
 
 
 class TanhActor(torch.nn.Module):
@@ -68,7 +62,7 @@ class ReBRAC(Agent):
     name = "rebrac"
     config_class = ReBRACConfig
     policy_update_parts = ("actor",)
-    profiles = {"cpu": {"actor_hidden_dims": (256, 256), "value_hidden_dims": (256, 256)}}
+    profiles = {"cpu": cpu_networks()}
     presets = (
         # D4RL antmaze: CORL's ReBRAC configs (tinkoff-ai/CORL configs/offline/rebrac/antmaze/*_v2.yaml), whose
         # BC coefficients are tuned for CORL's whole setting, carried with them: γ 0.999, rewards × 100
@@ -139,7 +133,7 @@ class ReBRAC(Agent):
             next_actions = (next_actions + eps.clamp(-c.actor_noise_clip, c.actor_noise_clip)).clamp(-1.0, 1.0)
             penalty = c.alpha_critic * ((next_actions - batch.next_actions) ** 2).sum(-1)
             next_q = self.target_critic(batch.next_obs, next_actions).min(1).values - penalty
-            target = batch.rewards + c.discount * batch.masks * next_q
+            target = td_target(batch, next_q, c.discount)
         q = self.critic(batch.obs, batch.actions)  # [S, 2, B]
         critic_loss = seed_mean((q - target[:, None]) ** 2)
 

@@ -22,7 +22,7 @@ Staging (train_behavior.py, train_critic.py, train_policy.py): the reference tra
 here does the same within its own length (``pretrain_fraction``, ``pretrain_steps``): first the behaviour
 model and the critic together (independent networks: concurrent is sequential), then the policy alone.
 Acting: μ_θ(s), already in [-1, 1] (tanh).
-Tensors carry the leading seed axis (``algos.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
+Tensors carry the leading seed axis (``algos.kit.seeds``): batches ``[S, B, ...]``, losses ``[S]``.
 """
 
 from __future__ import annotations
@@ -34,11 +34,14 @@ from typing import Hashable, Literal
 import torch
 from torch import nn
 
-from algos.base import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS, Agent, AgentConfig, Batch, register
-from algos.iql import InSampleCritic
-from algos.networks import MLP, torch_default_init_
-from algos.residual import ResidualMLP
-from algos.seeds import SeedRandom, seed_mean
+from algos.kit.agent import Agent, Batch
+from algos.kit.config import AgentConfig
+from algos.kit.critics import InSampleCritic
+from algos.kit.networks import MLP, torch_default_init_
+from algos.kit.presets import FQL_CODE_ANTMAZE_REWARDS, FQL_CODE_OGBENCH_DISCOUNTS
+from algos.kit.registry import register
+from algos.kit.residual import ResidualMLP
+from algos.kit.seeds import SeedRandom, seed_mean
 
 Weighting = Literal["vds", "stable", "score"]
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
+import re
 import sys
+import typing
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 from algos import REGISTRY
-from algos.base import ConfigError, UnknownAlgorithm
+from algos.kit.config import ConfigError
+from algos.kit.registry import UnknownAlgorithm
 from harness import rundir
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, UnknownAlgorithm, ValueError, FileExistsError,
@@ -290,9 +295,60 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_algos(args: argparse.Namespace) -> int:
-    from algos.base import describe
+# What the fields every family shares mean (a field's own trailing comment in its config class wins): the
+# shared vocabulary, one name per concept (README, "Config vocabulary").
+COMMON_FIELD_MEANINGS = {
+    "reward_transform": "dataset rewards → training rewards (none, minus_one, iql_locomotion, cql_antmaze, "
+                        "standardize, times_100); set per benchmark by presets",
+    "discount": "γ", "tau": "Polyak rate of the target networks", "batch_size": "transitions per update",
+    "sampling_steps": "K, steps of the policy's sampler (Euler steps of a flow, DDPM denoising steps, "
+                      "consistency-model steps)",
+    "actor_lr": "Adam learning rate of the policy-side networks", "critic_lr": "Adam learning rate of the critic",
+    "value_lr": "Adam learning rate of the value network V",
+    "actor_lr_schedule": "cosine: the policy's lr decays to 0 over the run | constant",
+    "critic_lr_schedule": "cosine: the critic's lr decays to 0 over the run | constant",
+    "actor_hidden_dims": "hidden layer widths of the policy-side network(s)",
+    "value_hidden_dims": "hidden layer widths of the critic and value networks",
+    "critic_layer_norm": "LayerNorm after each hidden activation of the critic and value networks",
+    "actor_layer_norm": "LayerNorm after each hidden activation of the policy-side network(s)",
+    "activation": "hidden activation ('gelu': tanh form, as flax)", "expectile": "τ of the in-sample value (IQL)",
+    "num_qs": "critic ensemble size", "max_weight": "clip of the advantage weights",
+    "awr_temperature": "β, the inverse temperature of the advantage weights exp(β A)",
+    "energy_scale": "λ (β), the inverse temperature of the target π ∝ π_β exp(λ Q)",
+    "num_candidates": "N, actions drawn per state when acting, the best (or one by weight) taken",
+}
 
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One config field as ``flowbench algos -v`` shows it."""
+
+    name: str
+    default: Any
+    choices: tuple[Any, ...]  # a Literal field's allowed values; () for any value of its type
+    meaning: str  # its trailing comment in the config class, else COMMON_FIELD_MEANINGS, else ""
+
+
+def describe(cls: type) -> tuple[str, list[FieldDoc]]:
+    """An agent's one-paragraph summary (its module docstring's first paragraph, or its own class docstring
+    where one module holds several agents) and its config fields with their meanings and choices."""
+    module_doc = (inspect.getmodule(cls).__doc__ or "").strip()
+    summary = " ".join((cls.__dict__.get("__doc__") or module_doc).strip().split("\n\n")[0].split())
+    meanings = dict(COMMON_FIELD_MEANINGS)
+    for klass in reversed(cls.config_class.__mro__):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for match in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, re.MULTILINE):
+            meanings[match.group(1)] = match.group(2).strip()
+    hints = typing.get_type_hints(cls.config_class)
+    docs = [FieldDoc(f.name, f.default, typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is
+                     typing.Literal else (), meanings.get(f.name, "")) for f in fields(cls.config_class)]
+    return summary, docs
+
+
+def cmd_algos(args: argparse.Namespace) -> int:
     for name, cls in sorted(REGISTRY.items()):
         summary, docs = describe(cls)
         print(f"{name}: {summary if args.verbose else summary.split('. ')[0].rstrip('.') + '.'}")

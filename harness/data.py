@@ -27,8 +27,8 @@ import torch
 from minari.dataset.minari_dataset import parse_dataset_id
 
 import harness.envs  # registers flowbench's evaluation envs
-from algos.base import Batch
-from algos.seeds import SeedRandom
+from algos.kit.agent import Batch
+from algos.kit.seeds import SeedRandom
 from harness import datasets as builders
 
 # d4rl/infos.py: the random (min) and expert (max) returns its normalised scores use, per env.
@@ -421,8 +421,15 @@ class TransitionBuffer:
     returns them stacked on a leading seed axis: ``[S, B, ...]``.
     """
 
-    def __init__(self, data: OfflineData, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+    def __init__(self, data: OfflineData | Batch, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
                  reward_transform: str = "none"):
+        """From a dataset, or from transitions already as tensors ``[N, ...]`` (a ``Batch``, taken as they are:
+        timing's random transitions)."""
+        if isinstance(data, Batch):
+            self.device = data.obs.device
+            self.obs, self.actions, self.rewards, self.next_obs, self.masks, self.next_actions = data
+            self.size = len(data.obs)
+            return
         self.device = torch.device(device)
         dtype = dtype or torch.get_default_dtype()
         as_tensor = lambda x: torch.as_tensor(x, dtype=dtype, device=self.device)  # noqa: E731

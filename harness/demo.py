@@ -62,9 +62,8 @@ def run_demo(out: str | Path | None = None, runs_dir: str | Path = "runs/demo", 
             specs.append(RunSpec(algo=algo, dataset=task.dataset, seed=0, steps=max(int(task.steps * scale), 1),
                                  eval_every=every, eval_episodes=max(1, int(task.eval_episodes * scale)), profile="cpu",
                                  log_every=min(500, every), out=str(rundir.run_path(runs_dir, algo, task.dataset, 0))))
-    # Longest runs first (an update that integrates the flow costs a few times more), so the last
-    # ones to finish are short and both workers end together.
-    specs.sort(key=lambda s: -s.steps * (3 if REGISTRY[s.algo].samples_flow_in_training else 1))
+    # Longest runs first, so that the last ones to finish are short and both workers end together.
+    specs.sort(key=lambda s: -s.steps)
     todo = [spec for spec in specs if finished_summary(spec) is None]  # finished with this config: reused as is
     if len(todo) < len(specs):
         print(f"reusing {len(specs) - len(todo)} finished runs under {runs_dir}", flush=True)

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from algos.base import Agent
+from algos.kit.agent import Agent
 from harness.data import OfflineData
 
 

@@ -24,9 +24,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from algos.base import AgentConfig, Batch
-from algos.seeds import SeedRandom
+from algos.kit.agent import Batch
+from algos.kit.config import AgentConfig
+from algos.kit.seeds import SeedRandom
 from harness.data import ACTION_CLIP_EPS, OfflineData, TransitionBuffer, reward_map
+
 
 class OnlineResumeMismatch(RuntimeError):
     """Replaying a checkpoint's online episode did not reproduce the observations it recorded."""

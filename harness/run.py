@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from algos import AgentConfig, resolve_config
-from algos.base import matching_presets
+from algos.kit.registry import matching_presets
 from harness import data as data_lib
 from harness import rundir
 from harness.files import load_checkpoint, remove_temporaries
@@ -205,7 +205,7 @@ def train_seeds(specs: Sequence[RunSpec], progress: Progress = "auto",
                 on_checkpoint: Callable[[int], None] | None = None,
                 should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
     """Runs (or resumes) the seeds of one (algorithm, dataset, config) in this process as one batched
-    model (``algos.seeds``); each seed has its own generators, batches, evaluation and ordinary run
+    model (``algos.kit.seeds``); each seed has its own generators, batches, evaluation and ordinary run
     directory, the same files as a run of that seed alone. Returns the summaries, in ``specs``' order.
 
     Everything (config, dataset, every seed's directory) is checked before anything is written. Each run

@@ -34,12 +34,14 @@ import torch
 from tqdm.auto import tqdm
 
 from algos import REGISTRY
-from algos.base import Agent, Batch, ConfigError, get_agent_class, make_agent, resolve_config
-from algos.seeds import SeedRandom
+from algos.kit.agent import Agent, Batch
+from algos.kit.config import ConfigError
+from algos.kit.registry import get_agent_class, make_agent, resolve_config
+from algos.kit.seeds import SeedRandom
 from harness.data import TransitionBuffer
-from harness.reporting.plots import save_figure
 from harness.files import atomic_write_text
 from harness.provenance import git_commit
+from harness.reporting.plots import save_figure
 from harness.trainer import Trainer
 from harness.training import GRAPH_MODES, GraphedCall, configure_matmul_precision, resolve_device
 
@@ -49,7 +51,12 @@ DEFAULT_FLOW_STEPS = (1, 2, 4, 8, 16, 32)
 # for the speed of training itself (CUDA graphs, seeds per process); it has no curve against K.
 STEPLESS_PARTS = ("full_update", "act")
 # Every algorithm with a number of flow/diffusion steps (the default of ``flowbench timing``).
-TIMED_ALGOS = tuple(sorted(name for name, cls in REGISTRY.items() if cls.steps_field))
+def has_sampling_steps(algo: str) -> bool:
+    """Whether ``algo`` has a number K of flow/diffusion steps (a ``sampling_steps`` field) to time against."""
+    return "sampling_steps" in get_agent_class(algo).config_class.field_names()
+
+
+TIMED_ALGOS = tuple(sorted(name for name in REGISTRY if has_sampling_steps(name)))
 # QIPO's timed updates are improvement-phase updates (support set sampled, critic learning), not
 # the warm-up phases, which skip the part that scales with K.
 TIMING_OVERRIDES: dict[str, dict[str, Any]] = {
@@ -111,7 +118,7 @@ class TimingSpec:
         unknown = [a for a in self.algos if a not in REGISTRY]
         if unknown:
             raise ConfigError(f"unknown algorithm(s) {', '.join(unknown)}; timed algorithms: {', '.join(TIMED_ALGOS)}")
-        stepless = [a for a in self.algos if not REGISTRY[a].steps_field]
+        stepless = [a for a in self.algos if not has_sampling_steps(a)]
         if stepless and not set(self.parts) & set(STEPLESS_PARTS):
             raise ConfigError(f"{', '.join(stepless)} ha{'s' if len(stepless) == 1 else 've'} no flow/diffusion steps "
                               f"and no separate policy update: time their {' or '.join(STEPLESS_PARTS)}")
@@ -150,23 +157,19 @@ def synthetic_batch(batch_size: int, obs_dim: int, act_dim: int, device: torch.d
                  masks=(rand() > -2.0).to(actions.dtype), next_actions=rand(act_dim).clamp(-1.0, 1.0))
 
 
-class SyntheticBuffer(TransitionBuffer):
+def synthetic_buffer(size: int, obs_dim: int, act_dim: int, device: torch.device, generator: torch.Generator
+                     ) -> TransitionBuffer:
     """A ``TransitionBuffer`` of random transitions (timing does not depend on the data's values), so a
     timed full update samples its minibatches on the device as training does."""
-
-    def __init__(self, size: int, obs_dim: int, act_dim: int, device: torch.device, generator: torch.Generator):
-        batch = synthetic_batch(size, obs_dim, act_dim, device, generator)
-        self.device, self.size = device, size
-        self.obs, self.actions, self.rewards, self.next_obs, self.masks, self.next_actions = batch
+    return TransitionBuffer(synthetic_batch(size, obs_dim, act_dim, device, generator))
 
 
 def timing_agent(algo: str, steps: int, spec: TimingSpec, device: torch.device, seeds: int = 1) -> Agent:
-    """``algo`` with K = ``steps`` (its ``steps_field``), its default networks or ``spec.profile``, and
+    """``algo`` with K = ``steps`` (``sampling_steps``), its default networks or ``spec.profile``, and
     ``seeds`` seeds as one batched model."""
-    cls = get_agent_class(algo)
     overrides = {**TIMING_OVERRIDES.get(algo, {}), **spec.overrides.get(algo, {})}
-    if cls.steps_field:
-        overrides[cls.steps_field] = steps
+    if has_sampling_steps(algo):
+        overrides["sampling_steps"] = steps
     agent = make_agent(algo, spec.obs_dim, spec.act_dim, resolve_config(algo, overrides, spec.profile), device, seeds)
     for i, g in enumerate(agent.generators):
         g.manual_seed(spec.seed + i)
@@ -183,7 +186,7 @@ def timed_call(agent: Agent, part: str, spec: TimingSpec, device: torch.device, 
     generator = torch.Generator().manual_seed(spec.seed)
     seeds = agent.num_seeds
     if part == "full_update":
-        buffer = SyntheticBuffer(max(10_000, spec.batch_size), spec.obs_dim, spec.act_dim, device, generator)
+        buffer = synthetic_buffer(max(10_000, spec.batch_size), spec.obs_dim, spec.act_dim, device, generator)
         return Trainer(agent, buffer, [spec.seed + i for i in range(seeds)], spec.batch_size, cuda_graph)
     if part == "act":
         obs = synthetic_batch(spec.act_batch, spec.obs_dim, spec.act_dim, device, generator, seeds).obs
@@ -226,12 +229,11 @@ def measure(spec: TimingSpec, progress: bool = True) -> pd.DataFrame:
     configure_matmul_precision(device, spec.tf32)
     cells = []
     for algo in spec.algos:
-        has_steps = REGISTRY[algo].steps_field is not None
-        for steps in spec.flow_steps if has_steps else [min(spec.flow_steps)]:
+        for steps in spec.flow_steps if has_sampling_steps(algo) else [min(spec.flow_steps)]:
             for seeds in spec.seeds:
                 for mode in spec.cuda_graph:
                     agent = timing_agent(algo, steps, spec, device, seeds)
-                    for part in [p for p in spec.parts if has_steps or p in STEPLESS_PARTS]:
+                    for part in [p for p in spec.parts if has_sampling_steps(algo) or p in STEPLESS_PARTS]:
                         cells.append({"algorithm": algo, "K": steps, "seeds": seeds, "mode": mode, "part": part,
                                       "call": timed_call(agent, part, spec, device, mode), "round_times": []})
     per_round = max(1, math.ceil(spec.updates / spec.rounds))

@@ -25,8 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from algos import AgentConfig
-from algos.base import Agent, make_seeded_agent
-from algos.seeds import SeedRandom, seed_state
+from algos.kit.agent import Agent
+from algos.kit.registry import make_seeded_agent
+from algos.kit.seeds import SeedRandom, seed_state
 from harness import data as data_lib
 from harness import rundir
 from harness.evaluation import evaluate_seeds

@@ -23,9 +23,9 @@ from typing import Any, Callable, Hashable, Sequence
 
 import torch
 
-from algos.base import Agent
-from algos.networks import bias_activation_fusion
-from algos.seeds import SeedRandom
+from algos.kit.agent import Agent
+from algos.kit.networks import bias_activation_fusion
+from algos.kit.seeds import SeedRandom
 from harness.data import TransitionBuffer
 
 GRAPH_MODES = ("auto", "off")

@@ -131,7 +131,7 @@ def test_old_config_keys_are_refused_with_their_new_names(name, old, message):
 
 
 def test_no_agent_keeps_an_old_key_and_presets_are_checked_too(monkeypatch):
-    from algos.base import RENAMED_KEYS
+    from algos.kit.config import RENAMED_KEYS
 
     for cls in REGISTRY.values():
         assert not set(cls.config_class.field_names()) & set(RENAMED_KEYS), cls.name

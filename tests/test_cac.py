@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from algos import make_agent, resolve_config
-from algos.base import Batch
-from algos.networks import EnsembleLinear
 from algos.cac import CACDraws, ConsistencyPolicy, consistency_loss, karras_levels, noise_levels_at
-from algos.seeds import SeedRandom
+from algos.kit.agent import Batch
+from algos.kit.networks import EnsembleLinear
+from algos.kit.seeds import SeedRandom
 from tests.helpers import generator_copy, small_agent
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "cac_golden.npz"

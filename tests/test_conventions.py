@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from algos import make_agent, resolve_config
-from algos.networks import ACTIVATIONS, MLP
+from algos.kit.networks import ACTIVATIONS, MLP
 from harness.data import REWARD_TRANSFORMS, ActionScaler, TransitionBuffer, episode_returns, training_rewards
 
 SMALL = {"actor_hidden_dims": "32,32", "value_hidden_dims": "32,32"}
@@ -203,10 +203,10 @@ def test_every_optimiser_step_goes_through_agent_minimize():
     step): no agent zeroes, backpropagates or steps inline, so every agent clips and sums per seed alike."""
     import inspect
 
-    import algos
+    import algos.kit.critics
     from algos import REGISTRY
 
-    modules = {inspect.getmodule(cls) for cls in REGISTRY.values()} | {algos.td}
+    modules = {inspect.getmodule(cls) for cls in REGISTRY.values()} | {algos.kit.critics}
     for module in modules:
         source = inspect.getsource(module)
         for call in (".zero_grad(", ".backward(", "opt.step(", "clip_grad_norm"):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import algos.kit.flows as flows_module
 import pytest
 import torch
 
-import algos.flows as flows_module
 from algos import make_agent, resolve_config
-from algos.diffusion import VPSchedule, ddpm_sample
-from algos.flowq import SCHEDULES, guided_path_mean, guided_path_std, guided_velocity
-from algos.seeds import SeedRandom
+from algos.flowq import SCHEDULES, guided_path_std, guided_velocity
+from algos.kit.diffusion import VPSchedule, ddpm_sample
+from algos.kit.seeds import SeedRandom
 from harness.data import TransitionBuffer
 from harness.evaluation import evaluate
 from harness.toy_figure import TOY_PANELS, train_toy_agent
@@ -32,6 +32,13 @@ def count_forward_calls(module: torch.nn.Module) -> list[int]:
 
 # -- FlowQ ------------------------------------------------------------------------------------
 
+# Λ(t) = ∫₀ᵗ h(u)(1 − u)² du for each h(t) of FlowQ's energy schedules: the guided path's accumulated displacement.
+GUIDANCE_INTEGRAL = {
+    "t": lambda t: t**2 / 2 - 2 * t**3 / 3 + t**4 / 4,
+    "t2": lambda t: t**3 / 3 - t**4 / 2 + t**5 / 5,
+    "t2_over_1mt": lambda t: t**3 / 3 - t**4 / 4,
+}
+
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_flowq_target_is_the_time_derivative_of_the_guided_gaussian_path(schedule):
     """x = μ_t + σ_t·a₀ moves with velocity dμ_t/dt + dσ_t/dt·a₀; central differences in float64."""
@@ -40,8 +47,8 @@ def test_flowq_target_is_the_time_derivative_of_the_guided_gaussian_path(schedul
     t = torch.rand(64, 1, generator=g, dtype=torch.float64) * 0.9 + 0.05
     lam, eps = 7.0, 1e-6
 
-    def point(time):
-        return guided_path_mean(a1, direction, time, lam, schedule) + guided_path_std(time) * a0
+    def point(time):  # μ_t + σ_t·a₀, μ_t = t·a₁ + λ·Λ(t)·ĝ with Λ(t) = ∫₀ᵗ h(u)(1 − u)² du in closed form
+        return time * a1 + lam * GUIDANCE_INTEGRAL[schedule](time) * direction + guided_path_std(time) * a0
 
     finite_difference = (point(t + eps) - point(t - eps)) / (2 * eps)
     torch.testing.assert_close(guided_velocity(a0, a1, direction, t, lam, schedule), finite_difference,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from algos.base import Agent, AgentConfig
+from algos.kit.agent import Agent
+from algos.kit.config import AgentConfig
 from harness.evaluation import evaluate, evaluate_seeds
 
 

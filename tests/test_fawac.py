@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from algos.flows import flow_policy_actions
-from algos.seeds import SeedRandom
+from algos.kit.flows import flow_policy_actions
+from algos.kit.seeds import SeedRandom
 from tests.helpers import generator_copy, small_agent
 
 

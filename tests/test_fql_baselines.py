@@ -2,7 +2,7 @@
 support), and FBRAC's defining term white-box (the others' terms: tests/test_fawac.py, test_idql.py, test_srpo.py,
 test_cac.py).
 
-Internals take tensors with the leading seed axis (``algos.seeds``): a one-seed agent's batch is
+Internals take tensors with the leading seed axis (``algos.kit.seeds``): a one-seed agent's batch is
 ``[1, B, ...]`` and its losses ``[1]``."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """FQL, IFQL, flow BC, ReBRAC and IQL: gradient flow, distillation target, presets, ReBRAC's actor
 steps, IQL's learning-rate schedule (white-box checks).
 
-Internals take tensors with the leading seed axis (``algos.seeds``): a one-seed agent's batch is
+Internals take tensors with the leading seed axis (``algos.kit.seeds``): a one-seed agent's batch is
 ``[1, B, ...]`` and its losses ``[1]``."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from algos import make_agent, resolve_config
-from algos.flows import VelocityField, euler_sample
+from algos.kit.flows import VelocityField, euler_sample
 from harness.data import TransitionBuffer
 
 

@@ -32,8 +32,9 @@ import numpy as np
 import pytest
 import torch
 
-from algos.base import Batch, get_agent_class, make_agent
-from algos.networks import MLP
+from algos.kit.agent import Batch
+from algos.kit.networks import MLP
+from algos.kit.registry import get_agent_class, make_agent
 
 GOLDEN = Path(__file__).parent / "golden"
 LOSS_TOL = {"rtol": 2e-5, "atol": 2e-6}

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from algos.base import resolve_config
-from algos.residual import ResidualMLP
-from algos.seeds import SeedRandom
+from algos.kit.registry import resolve_config
+from algos.kit.residual import ResidualMLP
+from algos.kit.seeds import SeedRandom
 from tests.helpers import generator_copy, small_agent
 
 
@@ -242,7 +242,7 @@ def test_idql_update_order_value_then_critic_with_the_new_value_then_target(maze
 
 def test_idql_behaviour_optimiser_is_adamw_with_a_cosine_lr():
     config = resolve_config("idql")
-    from algos.base import make_agent
+    from algos.kit.registry import make_agent
 
     agent = make_agent("idql", 3, 2, config)
     group = agent.behaviour_opt.param_groups[0]
@@ -320,7 +320,7 @@ def flowbench_names(model) -> dict[str, torch.Tensor]:
 
 
 def test_idql_behaviour_model_is_the_jax_codes_on_its_parameters():
-    from algos.diffusion import ResidualNoisePredictor, VPSchedule
+    from algos.kit.diffusion import ResidualNoisePredictor, VPSchedule
 
     golden = np.load(GOLDEN)
     torch.manual_seed(0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from algos import networks
-from algos.networks import MLP, Critic
+from algos.kit import networks
+from algos.kit.networks import MLP, Critic
 
 
 def member_forward(mlp: MLP, x: torch.Tensor, seed: int, member: int | None) -> torch.Tensor:

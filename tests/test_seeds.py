@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from algos import REGISTRY, resolve_config
-from algos.base import make_seeded_agent
-from algos.seeds import SeedRandom, seed_state, stack_seed_states
+from algos.kit.registry import make_seeded_agent
+from algos.kit.seeds import SeedRandom, seed_state, stack_seed_states
 from harness.data import TransitionBuffer
 
 ALGOS = sorted(REGISTRY)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from algos import make_agent, resolve_config
-from algos.base import Batch
-from algos.seeds import SeedRandom
+from algos.kit.agent import Batch
+from algos.kit.seeds import SeedRandom
 from harness.data import TransitionBuffer
 from tests.golden.make_srpo_golden import recipe
 from tests.helpers import generator_copy, small_agent

@@ -294,6 +294,9 @@ def test_diverging_run_is_diverged_in_status_and_left_alone(minari_root, tmp_pat
     # a top-level value that every dataset overrides is still checked: it was written, so it is meant
     (dict(eval_every="abc", datasets={"toy/bimodal-v0": {"eval_every": 100}}), "suite bad.yaml: eval_every must be"),
     (dict(steps=0, datasets={"toy/bimodal-v0": {"steps": 200}}), "suite bad.yaml: steps must be an integer >= 1"),
+    # a rule between two fields (the config's validate()), not only each field's range
+    (dict(algorithms={"cac": {"overrides": {"initial_noise_levels": 200}}}),
+     "CAC needs 2 <= initial_noise_levels <= noise_levels"),
 ])
 def test_bad_suites_exit_2_and_write_nothing(minari_root, tmp_path, fields, message):
     fields = {**TINY, **fields}

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from algos.cac import ConsistencyPolicy
-from algos.diffusion import NoisePredictor, ResidualNoisePredictor
-from algos.flows import VelocityField
+from algos.kit.diffusion import NoisePredictor, ResidualNoisePredictor
+from algos.kit.flows import VelocityField
 from harness.cli import main
 from harness.timing import PARTS, TIMED_ALGOS, TimingSpec, ratio_table, speedup_table, synthetic_batch, timing_agent
 

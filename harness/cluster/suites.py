@@ -39,11 +39,11 @@ from typing import Any
 import yaml
 
 from algos import REGISTRY, resolve_config
-from algos.base import UnknownAlgorithm
+from algos.kit.registry import UnknownAlgorithm
 from harness import datasets, rundir
 from harness.data import OGBENCH_PREFIX, DatasetUnavailable, check_reward_transform, open_minari
-from harness.protocol import ReportProtocol, check_protocol
 from harness.online import check_online
+from harness.protocol import ReportProtocol, check_protocol
 from harness.run import RunSpec
 
 # The shipped suites and cluster profiles are files of the checkout (slurm/ at its top level, beside algos/ and

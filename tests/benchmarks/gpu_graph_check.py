@@ -24,9 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from algos import REGISTRY  # noqa: E402
-from algos.base import make_seeded_agent, resolve_config  # noqa: E402
-from algos.networks import bias_activation_fusion  # noqa: E402
-from harness.timing import SyntheticBuffer  # noqa: E402
+from algos.kit.networks import bias_activation_fusion  # noqa: E402
+from algos.kit.registry import make_seeded_agent, resolve_config  # noqa: E402
+from harness.timing import synthetic_buffer  # noqa: E402
 from harness.trainer import Trainer  # noqa: E402
 from harness.training import configure_matmul_precision  # noqa: E402
 
@@ -41,7 +41,7 @@ PATHS = {
 def train(algo: str, mode: str, seeds: list[int], updates: int, device: torch.device):
     config = resolve_config(algo, PATHS.get(algo, {}))
     agent = make_seeded_agent(algo, 29, 8, config, seeds, device)
-    buffer = SyntheticBuffer(10_000, 29, 8, device, torch.Generator().manual_seed(0))
+    buffer = synthetic_buffer(10_000, 29, 8, device, torch.Generator().manual_seed(0))
     step = Trainer(agent, buffer, seeds, config.batch_size, mode)
     logged = []
     # the eager steps fuse bias and activation as the graphed ones do, so that both run the same kernels

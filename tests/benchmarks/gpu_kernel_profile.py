@@ -15,8 +15,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from algos.base import make_agent, resolve_config  # noqa: E402
-from harness.timing import SyntheticBuffer  # noqa: E402
+from algos.kit.registry import make_agent, resolve_config  # noqa: E402
+from harness.timing import synthetic_buffer  # noqa: E402
 from harness.trainer import Trainer  # noqa: E402
 from harness.training import configure_matmul_precision  # noqa: E402
 
@@ -35,7 +35,7 @@ def main() -> int:
     for seeds in (int(s) for s in args.seeds.split(",")):
         config = resolve_config(args.algo)
         agent = make_agent(args.algo, 29, 8, config, device, seeds)
-        buffer = SyntheticBuffer(10_000, 29, 8, device, torch.Generator().manual_seed(0))
+        buffer = synthetic_buffer(10_000, 29, 8, device, torch.Generator().manual_seed(0))
         step = Trainer(agent, buffer, list(range(seeds)), config.batch_size, "off")
         for _ in range(5):
             step()

@@ -18,9 +18,10 @@ import math
 import pytest
 import torch
 
-from algos.base import Agent
+from algos.kit.agent import Agent
+from harness.timing import (DEFAULT_FLOW_STEPS, PARTS, TIMED_ALGOS, TimingSpec, environment_info, timed_call,
+                            timing_agent)
 from harness.training import resolve_device
-from harness.timing import DEFAULT_FLOW_STEPS, PARTS, TIMED_ALGOS, TimingSpec, environment_info, timed_call, timing_agent
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ x_{k−1} ~ q(x_{k−1} | x_k, x̂₀) from x_{K−1} ~ N(0, I), with x̂₀ = (
 clipped to the action box, no noise on the last step, and clips the result. IDQL's sampler (jaxrl5
 ``ddpm_sampler``) is the same chain with options: x̂₀ unclipped, noise of variance β_k instead of the
 posterior's, and x_{k−1} clipped to the box after every step (``clip_x_t``).
-Tensors carry the leading seed axis (``algos.seeds``): ``[S, B, ...]``; losses are ``[S]``.
+Tensors carry the leading seed axis (``algos.kit.seeds``): ``[S, B, ...]``; losses are ``[S]``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-from algos.networks import MLP
-from algos.residual import ResidualMLP
-from algos.seeds import SeedRandom, seed_mean
+from algos.kit.networks import MLP
+from algos.kit.residual import ResidualMLP
+from algos.kit.seeds import SeedRandom, seed_mean
 
 
 class VPSchedule:

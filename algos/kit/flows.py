@@ -3,7 +3,7 @@
 Path (rectified flow / OT-CFM): x₀ ~ N(0, I), x₁ = a (a dataset action), t ~ U[0, 1],
 x_t = (1 − t) x₀ + t x₁, target velocity u = x₁ − x₀. Sampling integrates dx/dt = v(s, x, t) with
 K Euler steps from x₀ ~ N(0, I) at times i/K, and clips the result to the action box.
-Tensors carry the leading seed axis (``algos.seeds``): ``[S, B, ...]``; losses are ``[S]``.
+Tensors carry the leading seed axis (``algos.kit.seeds``): ``[S, B, ...]``; losses are ``[S]``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from algos.networks import MLP
-from algos.seeds import SeedRandom, seed_mean
+from algos.kit.networks import MLP
+from algos.kit.seeds import SeedRandom, seed_mean
 
 
 class VelocityField(nn.Module):

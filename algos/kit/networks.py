@@ -21,7 +21,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from algos.seeds import SeedRandom
+from algos.kit.seeds import SeedRandom
 
 
 class EnsembleLinear(nn.Module):

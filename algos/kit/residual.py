@@ -15,7 +15,7 @@ thu-ml/SRPO model.py (``MLPResNet``, ``MLPResNetBlock``) is the same network in 
 defaults: ``init="torch"`` (every Linear's weight and bias uniform in ±1/√fan_in) and ``layer_norm_eps=1e-5``
 reproduce those; its blocks also hold an unused ``residual`` Linear, which changes nothing computed.
 
-Parameters carry the leading seed axis (``algos.networks``): input ``[S, ..., in]``, output ``[S, ..., out]``.
+Parameters carry the leading seed axis (``algos.kit.networks``): input ``[S, ..., in]``, output ``[S, ..., out]``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from algos.networks import ACTIVATIONS, LAYER_NORM_EPS, EnsembleLayerNorm, EnsembleLinear, torch_default_init_
-from algos.seeds import SeedRandom
+from algos.kit.networks import ACTIVATIONS, LAYER_NORM_EPS, EnsembleLayerNorm, EnsembleLinear, torch_default_init_
+from algos.kit.seeds import SeedRandom
 
 Init = Literal["flax", "torch"]
 
