@@ -11,7 +11,7 @@ from harness import rundir
 
 HARNESS = Path(__file__).resolve().parent.parent / "harness"
 RUN_FILES = [rundir.CONFIG, rundir.TRAIN_LOG, rundir.EVAL_LOG, rundir.CHECKPOINT, rundir.SUMMARY, rundir.ERROR,
-             rundir.JOB, rundir.LOCK, rundir.PROTOCOL]
+             rundir.JOB, rundir.LOCK, rundir.PROTOCOL, rundir.TRACKER]
 
 
 def string_constants(path: Path) -> list[tuple[int, str]]:
