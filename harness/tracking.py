@@ -347,8 +347,6 @@ def offline_run_files(out: Path, run_id: str) -> list[Path]:
 def read_wandb_file(path: Path) -> list[dict[str, Any]]:
     """The records of a W&B transaction log, read by W&B's own reader (``wandb leet inspect --json``); a log cut
     short by a kill gives the records written before it."""
-    import subprocess
-
     result = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(path)],
                             capture_output=True, text=True, timeout=300)
     if result.returncode != 0:

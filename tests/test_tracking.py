@@ -69,7 +69,7 @@ def kill_after_a_checkpoint(args: list[str], run: Path) -> int:
             return None
 
     try:
-        step = wait_for(past_a_checkpoint, 180, "rows past a checkpoint", poll=0.05)
+        wait_for(past_a_checkpoint, 180, "rows past a checkpoint", poll=0.05)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
