@@ -226,9 +226,10 @@ def check_wandb_run(run: Path, steps: int, attempts: int, group: str, run_id: st
 
 @pytest.mark.slow
 def test_wandb_offline_after_sigkill_and_resume_is_one_run_per_seed_with_each_row_once(minari_root, tmp_path):
-    """Rows every 2 steps: W&B writes its log in 32 KiB blocks, so the killed attempt's file holds some rows
-    (its completed blocks) and loses the rest; the resumed attempt sends exactly the ones it lost."""
-    args = ["run", *RUN, "--log-every", "2", "--seeds", "0,1", "--out", str(tmp_path / "seed{seed}"),
+    """A row every step: W&B writes its log in 32 KiB blocks, so the killed attempt's file holds some rows (its
+    completed blocks: the 100 rows up to the first checkpoint fill more than two) and loses the rest; the resumed
+    attempt sends exactly the ones it lost."""
+    args = ["run", *RUN, "--log-every", "1", "--seeds", "0,1", "--out", str(tmp_path / "seed{seed}"),
             "--tracker", "wandb", "--wandb-mode", "offline", "--wandb-tags", "kill-test"]
     runs = [tmp_path / "seed0", tmp_path / "seed1"]
     resumed_from = kill_after_a_checkpoint([*args, "--steps", "100000"], runs[0])
