@@ -91,6 +91,15 @@ def scale_arguments(args: argparse.Namespace, factor: float) -> None:
     print(f"{SCALE_VARIABLE}={factor:g}: step counts, evaluation episodes and dataset sizes shrunk", file=sys.stderr)
 
 
+def tracker_settings(args: argparse.Namespace, kind: str) -> Any:
+    """``TrackerSettings`` of ``kind`` with the ``--wandb-*`` options."""
+    from harness.tracking import TrackerSettings
+
+    tags = tuple(t.strip() for t in (args.wandb_tags or "").split(",") if t.strip())
+    return TrackerSettings(kind=kind, project=args.wandb_project, entity=args.wandb_entity, mode=args.wandb_mode,
+                           tags=tags)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.run import RunSpec, train_seeds
 
@@ -106,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes, out=args.out.replace("{seed}", str(seed)) if args.out else None,
         overrides=parse_overrides(args.set), profile=args.profile, normalize_obs=args.normalize_obs,
         log_every=args.log_every, checkpoint_every=args.checkpoint_every, device=args.device,
-        cuda_graph=args.cuda_graph, tf32=args.tf32,
+        cuda_graph=args.cuda_graph, tf32=args.tf32, tracker=tracker_settings(args, args.tracker),
     ) for seed in seeds]
     for spec, summary in zip(specs, train_seeds(specs)):
         final = summary["final"] or {}
@@ -286,6 +295,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.tracking import export_run
+
+    settings = tracker_settings(args, args.to)
+    settings.check("--to")
+    runs = rundir.find_run_dirs(Path(args.dir), started_only=True)
+    if not runs:
+        raise ValueError(f"no run directories under {args.dir}")
+    for run in runs:
+        print(f"{run}: {export_run(settings, run)} rows -> {args.to}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -376,6 +400,28 @@ def add_tf32_option(parser: argparse.ArgumentParser) -> None:
                         help="on CUDA, full float32 matmuls (default: TF32, as the JAX reference code runs them)")
 
 
+def add_tracker_options(parser: argparse.ArgumentParser) -> None:
+    from harness.tracking import TRACKERS
+
+    parser.add_argument("--tracker", default="none", choices=TRACKERS,
+                        help=f"also mirror the run to TensorBoard (event files in RUN/{rundir.TENSORBOARD}/) or Weights "
+                             f"& Biases (one W&B run per run directory, resumed with it); default none. The CSV files "
+                             f"stay the record: a failing tracker costs one warning line")
+    add_wandb_options(parser)
+
+
+def add_wandb_options(parser: argparse.ArgumentParser) -> None:
+    from harness.tracking import WANDB_MODES
+
+    parser.add_argument("--wandb-project", help="W&B project (default: the run's suite, else flowbench)")
+    parser.add_argument("--wandb-entity", help="W&B entity, a team or user (default: the API key's)")
+    parser.add_argument("--wandb-mode", choices=WANDB_MODES,
+                        help="W&B mode (default: W&B's own: WANDB_MODE, else online); offline writes "
+                             f"RUN/{rundir.WANDB}/offline-run-*, uploaded later by `wandb sync`")
+    parser.add_argument("--wandb-tags", metavar="TAG,TAG,...", help="W&B tags added to the run's own (label, "
+                                                                     "dataset, seed)")
+
+
 # --metric and --final default to None so that a value given on the command line can be told apart from
 # none: unless given, the suite's reporting protocol (suite.json at its results root) applies.
 PROTOCOL_DEFAULT = "default: the suite's protocol (its YAML's {key}), else {fallback}"
@@ -429,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default: CUDA if available), cpu, cuda, cuda:1, ...")
     add_cuda_graph_option(p)
     add_tf32_option(p)
+    add_tracker_options(p)
     p.set_defaults(func=cmd_run)
 
     data = sub.add_parser("data", help="build, list and inspect datasets").add_subparsers(dest="data_command", required=True)
@@ -529,6 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="one row per run under DIR: state, step, last score, job id; errors of failed runs")
     p.add_argument("dir", help="a suite's results directory, e.g. runs/demo")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("export", help="replay run directories (config, CSV rows, summary) into TensorBoard or W&B")
+    p.add_argument("dir", help="a run directory, or a directory holding run directories")
+    p.add_argument("--to", required=True, choices=("tensorboard", "wandb"),
+                   help=f"tensorboard: RUN/{rundir.TENSORBOARD}/ written anew; wandb: a new W&B run per run directory")
+    add_wandb_options(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("algos", help="list registered algorithms")
     p.add_argument("-v", "--verbose", action="store_true", help="show config fields and profiles")

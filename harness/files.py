@@ -219,9 +219,9 @@ class CsvLog:
             return
         self._rewrite(rows)
 
-    def write(self, row: dict[str, Any]) -> None:
-        """Appends one row; a row that cannot be written whole (disk full) is cut off again, so the file
-        always ends with a complete row."""
+    def write(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Appends one row and returns it as written (floats to 6 significant digits); a row that cannot be
+        written whole (disk full) is cut off again, so the file always ends with a complete row."""
         if self.columns is None:
             self.columns = list(row)
         size = self.path.stat().st_size if self.path.exists() else 0
@@ -229,7 +229,8 @@ class CsvLog:
         writer = csv.DictWriter(text, self.columns, extrasaction="ignore")
         if size == 0:
             writer.writeheader()
-        writer.writerow({k: _fmt(row.get(k, "")) for k in self.columns})
+        written = {k: _fmt(row.get(k, "")) for k in self.columns}
+        writer.writerow(written)
         data = text.getvalue().encode()
         with self.path.open("ab", buffering=0) as f:
             try:
@@ -240,6 +241,7 @@ class CsvLog:
                 if e.errno in NO_SPACE:
                     raise no_space_error(self.path) from e
                 raise
+        return written
 
 
 def _complete_row_step(row: dict[str, str | None]) -> float:

@@ -33,6 +33,7 @@ from harness.files import load_checkpoint, remove_temporaries
 from harness.locks import run_dir_locks
 from harness.online import check_online
 from harness.provenance import config_hash, git_commit, package_versions
+from harness.tracking import TrackerSettings
 from harness.trainer import Progress, RunDiverged, RunInterrupted, RunTrainer
 from harness.training import GRAPH_MODES, resolve_device
 
@@ -65,6 +66,7 @@ class RunSpec:
     device: str = "auto"
     cuda_graph: str = "auto"  # auto: the training step as a CUDA graph on CUDA (harness.training); off: eager
     tf32: bool = True  # on CUDA, float32 matmuls in TF32 as the JAX reference code runs them
+    tracker: TrackerSettings = TrackerSettings()  # where the run is mirrored (harness.tracking); not its identity
 
     def default_out(self) -> Path:
         # runs/single, not runs/: a sweep's (and the demo's) runs go to runs/SUITE, so `report runs/single`
@@ -119,6 +121,7 @@ def prepare(spec: RunSpec, data: data_lib.OfflineData | None = None, agent_confi
     if spec.cuda_graph not in GRAPH_MODES:
         raise ValueError(f"--cuda-graph must be one of {', '.join(GRAPH_MODES)}, got {spec.cuda_graph!r}")
     resolve_device(spec.device)
+    spec.tracker.check()  # a tracker whose package is missing is an error now, not after training
     data = data or data_lib.load(spec.dataset, normalize_obs=spec.normalize_obs)
     identity = run_identity(spec, agent_config)
     resolved = {

@@ -10,7 +10,10 @@ that names its files; every other module asks it.
 - ``summary.json`` (``SUMMARY``) written when the run finishes: a run is *finished* when it has one;
 - ``error.txt``    (``ERROR``) the traceback of a failed attempt, or why the run diverged;
 - ``job.json``     (``JOB``) the scheduler's record of the job it was last submitted in (``harness.cluster``);
-- ``.lock``        (``LOCK``) held by the one process writing the directory (``harness.locks``).
+- ``.lock``        (``LOCK``) held by the one process writing the directory (``harness.locks``);
+- ``tensorboard/`` (``TENSORBOARD``) the TensorBoard tracker's event files (``harness.tracking``);
+- ``tracker.json`` (``TRACKER``) the W&B tracker's run id and the last step it sent; ``wandb/`` (``WANDB``) W&B's
+  own files (offline runs: ``wandb/offline-run-*/run-ID.wandb``, for ``wandb sync``).
 
 A suite's results root holds ``suite.json`` (``PROTOCOL``: the suite's reporting protocol,
 ``harness.protocol``) above its runs, laid out ``ROOT/LABEL/DATASET/seedS`` (``run_path``), the same
@@ -30,6 +33,9 @@ ERROR = "error.txt"
 JOB = "job.json"
 LOCK = ".lock"
 PROTOCOL = "suite.json"
+TENSORBOARD = "tensorboard"
+TRACKER = "tracker.json"
+WANDB = "wandb"
 
 # eval.csv's columns: phase is offline, or online after --online-steps; online_return is the mean return of the
 # online episodes since the last row.

@@ -33,6 +33,7 @@ from harness import rundir
 from harness.evaluation import evaluate_seeds
 from harness.files import CsvLog, atomic_write_text, previous_checkpoint, read_csv, save_checkpoint
 from harness.online import OnlineEnvs, OnlineReplay
+from harness.tracking import Tracker, open_trackers
 from harness.training import TrainingStep, configure_matmul_precision
 
 # How a run shows its progress: "bar" (tqdm), "lines" (one line per evaluation on stderr, for logs and
@@ -112,6 +113,8 @@ class RunTrainer:
         self.label = f"s{seeds[0]}" if len(seeds) == 1 else "seeds " + ",".join(map(str, seeds))
         self.progress = ("bar" if sys.stderr.isatty() else "lines") if progress == "auto" else progress
         self.open_run_directories()
+        self.trackers: list[Tracker] = open_trackers(spec.tracker, outs, resolved,
+                                                     self.agent.step if self.resume else None)
         self.last_evals = [last_eval(out) for out in outs]
         self.start_time = time.perf_counter()
         self.start_step = self.agent.step
@@ -163,7 +166,8 @@ class RunTrainer:
     def log(self, step: int) -> None:
         means = self.trainer.step_fn.read_means()  # the only read back to the host between evaluations
         for i, row in enumerate(means):
-            self.train_logs[i].write({"step": step, "seconds": self.elapsed(i), **row})
+            written = self.train_logs[i].write({"step": step, "seconds": self.elapsed(i), **row})
+            self.trackers[i].log("train", step, written)
 
     def evaluate(self, step: int, bar: tqdm) -> None:
         spec = self.spec
@@ -173,7 +177,7 @@ class RunTrainer:
             self.last_evals[i] = {"step": step, "seconds": self.elapsed(i), **result.row(),
                                   "phase": "online" if step > spec.steps else "offline",
                                   "online_return": "" if online_returns[i] is None else online_returns[i]}
-            self.eval_logs[i].write(self.last_evals[i])
+            self.trackers[i].log("eval", step, self.eval_logs[i].write(self.last_evals[i]))
         bar.set_postfix(score=" ".join(f"{r.normalized_score:.1f}" for r in results))
         if self.progress == "lines":
             rate = (step - self.start_step) / (time.perf_counter() - self.start_time)
@@ -183,6 +187,8 @@ class RunTrainer:
     def save_checkpoints(self) -> None:
         state = self.agent.state_dict()
         sums, count = self.trainer.step_fn.state()
+        for tracker in self.trackers:
+            tracker.before_checkpoint(self.agent.step)
         for i, out in enumerate(self.outs):
             online = None if self.online is None else {"replay": self.online.replay.seed_state(i),
                                                        "envs": self.online.seed_state(i)}
@@ -190,6 +196,8 @@ class RunTrainer:
                              "seconds": self.elapsed(i), "log_sums": sums[i], "log_count": count,
                              "config_hash": self.resolved[i]["config_hash"], "online": online},
                             out / rundir.CHECKPOINT)
+        for tracker in self.trackers:
+            tracker.after_checkpoint(self.agent.step)
         if self.on_checkpoint:
             self.on_checkpoint(self.agent.step)
 
@@ -226,6 +234,7 @@ class RunTrainer:
             }
             atomic_write_text(out / rundir.SUMMARY, json.dumps(summary, indent=2))
             previous_checkpoint(out / rundir.CHECKPOINT).unlink(missing_ok=True)
+            self.trackers[i].finish(summary)
             summaries.append(summary)
         return summaries
 
@@ -260,11 +269,13 @@ class RunTrainer:
                         self.check_finite(step, bar)
                         self.save_checkpoints()
                     raise RunInterrupted(step)
+            return self.finish()
         finally:
             bar.close()
             if self.online is not None:
                 self.online.close()
-        return self.finish()
+            for tracker in self.trackers:  # finished ones are closed already; others end as not finished
+                tracker.close()
 
 
 def progress_line(name: str, step: int, steps: int, results: Sequence[Any], updates_per_second: float) -> str:

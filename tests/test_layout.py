@@ -13,7 +13,7 @@ from harness import rundir
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "harness"
 RUN_FILES = [rundir.CONFIG, rundir.TRAIN_LOG, rundir.EVAL_LOG, rundir.CHECKPOINT, rundir.SUMMARY, rundir.ERROR,
-             rundir.JOB, rundir.LOCK, rundir.PROTOCOL]
+             rundir.JOB, rundir.LOCK, rundir.PROTOCOL, rundir.TRACKER]
 
 
 def string_constants(path: Path) -> list[tuple[int, str]]:
@@ -61,7 +61,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("algos",),
     ("harness", "harness.files", "harness.rundir", "harness.protocol", "harness.provenance", "harness.seeding",
      "harness.locks", "harness.envs"),
-    ("harness.datasets", "harness.data", "harness.reporting"),
+    ("harness.datasets", "harness.data", "harness.reporting", "harness.tracking"),
     ("harness.training", "harness.evaluation", "harness.online"),
     ("harness.trainer",),
     ("harness.run",),

@@ -19,11 +19,15 @@ A suite file::
     resources: {gpus: 1, cpus: 8, mem_gb: 32, time_min: 1440, array_parallelism: 64, runs_per_job: 1}
     metric: success_rate              # how the table is read: normalized_score (default) | success_rate
     final: avg-last-3                 # a run's final score: last (default) | avg-last-K, mean of its last K
+    tracker: {kind: wandb, project: my-project, entity: my-team, mode: offline, tags: [paper]}  # or: tensorboard
 
 ``metric`` and ``final`` are the suite's reporting protocol: ``flowbench sweep`` records them at the
 suite's results root (``harness.rundir.PROTOCOL``), and ``flowbench report``/``aggregate``/``plot``
 use them unless ``--metric``/``--final`` say otherwise. Each run records its label (the algorithm entry's
 name) in its ``config.json`` (``run.label``), which is what the tables call it.
+
+``tracker`` mirrors every run to TensorBoard or Weights & Biases (``harness.tracking``), grouped by the suite's
+name, algorithm label and dataset.
 
 Everything is checked before anything runs: unknown fields, algorithms, agent config keys, profiles
 and local datasets are reported with the valid choices (``SuiteError``, exit status 2 in the CLI).
@@ -45,6 +49,7 @@ from harness.data import OGBENCH_PREFIX, DatasetUnavailable, check_reward_transf
 from harness.online import check_online
 from harness.protocol import ReportProtocol, check_protocol
 from harness.run import RunSpec
+from harness.tracking import TrackerSettings
 
 # The shipped suites and cluster profiles are files of the checkout (slurm/ at its top level, beside algos/ and
 # harness/), found from this file: flowbench is installed from a checkout with `pip install -e .`.
@@ -63,7 +68,8 @@ def shipped_dir(directory: Path) -> Path:
 
 SCHEDULE_FIELDS = ("steps", "online_steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every")
 SUITE_FIELDS = ("name", "description", "algorithms", "datasets", "seeds", *SCHEDULE_FIELDS, "profile",
-                "normalize_obs", "device", "resources", "metric", "final")
+                "normalize_obs", "device", "resources", "metric", "final", "tracker")
+TRACKER_FIELDS = ("kind", "project", "entity", "mode", "tags")
 ALGORITHM_FIELDS = ("algo", "overrides", "profile")
 DATASET_FIELDS = (*SCHEDULE_FIELDS, "transitions")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -225,6 +231,29 @@ def check_dataset_id(dataset_id: str, where: str) -> None:
         raise SuiteError(f"{where}: unknown dataset {dataset_id!r}; flowbench builds: {', '.join(sorted(datasets.BUILDERS))}")
 
 
+def parse_tracker(value: Any, suite: str, where: str) -> TrackerSettings:
+    """A suite's ``tracker:``: a tracker's name, or a mapping of ``kind`` and W&B's options."""
+    if value is None:
+        return TrackerSettings(suite=suite)
+    entry = {"kind": value} if isinstance(value, str) else as_mapping(value, where)
+    check_fields(entry, TRACKER_FIELDS, where)
+    for key in ("kind", "project", "entity", "mode"):
+        if key in entry and not isinstance(entry[key], str):
+            raise SuiteError(f"{where}.{key} must be a string, got {entry[key]!r}")
+    tags = entry.get("tags", [])
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        raise SuiteError(f"{where}.tags must be a list of non-empty strings, got {entry.get('tags')!r}")
+    settings = TrackerSettings(kind=entry.get("kind", "none"), project=entry.get("project"),
+                               entity=entry.get("entity"), mode=entry.get("mode"), tags=tuple(tags), suite=suite)
+    try:
+        settings.check(where)
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
+    return settings
+
+
 def check_schedule(schedule: dict[str, Any], where: str) -> None:
     """Each of a suite's (or one dataset's) schedule values is an integer ≥ 1 (``online_steps`` ≥ 0;
     ``checkpoint_every`` may be null)."""
@@ -275,6 +304,7 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
     schedule = {k: raw[k] for k in SCHEDULE_FIELDS if k in raw}
     check_schedule(schedule, where)  # every value written is checked, even one that each dataset overrides
     default_profile = raw.get("profile")
+    tracker = parse_tracker(raw.get("tracker"), name, f"{where}: tracker")
     root = Path(results).resolve() / name
     runs = []
     for dataset in datasets_:
@@ -315,7 +345,7 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
                 # the label goes into the run's own config.json (run.label), where report reads it
                 spec = RunSpec(algo=algo, label=str(label), dataset=str(dataset), seed=seed, out=str(out),
                                overrides=dict(overrides), profile=profile,
-                               normalize_obs=normalize_obs, device=device, **run_schedule)
+                               normalize_obs=normalize_obs, device=device, tracker=tracker, **run_schedule)
                 runs.append(SuiteRun(str(out.relative_to(root)), str(label), spec, transitions))
     return Suite(name=name, description=str(raw.get("description", "")).strip(), path=path, runs=tuple(runs),
                  resources=parse_resources(raw.get("resources"), f"{where}: resources"), root=root,
