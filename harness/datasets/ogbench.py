@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 from minari.data_collector import EpisodeBuffer
 
-from harness.datasets import register_builder, write_dataset
+from harness.datasets.registry import register_builder, write_dataset
 from harness.envs import OGBENCH_EVAL_ENV_IDS, make_ogbench_env
 from harness.seeding import global_numpy_seed  # OGBench's oracles draw from numpy's global RNG
 

@@ -19,7 +19,7 @@ import numpy as np
 from gymnasium_robotics.envs.maze.maze_v4 import Maze
 from minari.data_collector import EpisodeBuffer
 
-from harness.datasets import register_builder, write_dataset
+from harness.datasets.registry import register_builder, write_dataset
 from harness.envs import POINTMAZE_ENV_IDS, make_pointmaze_eval
 
 ACTION_NOISE_STD = 0.5  # D4RL maze2d's noisy behaviour

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 from minari.data_collector import EpisodeBuffer
 
-from harness.datasets import register_builder, write_dataset
+from harness.datasets.registry import register_builder, write_dataset
 from harness.envs import BIMODAL_ENV_ID, BIMODAL_LOWER, BIMODAL_UPPER, bimodal_reward
 
 BIMODAL_STD = 0.08
