@@ -162,7 +162,7 @@ def test_picking_on_the_reported_seeds_is_refused_unless_asked_for_and_then_mark
     assert "overstates what the picked value scores on new seeds" in out
 
 
-def test_aggregate_and_plot_read_the_same_selection(constructed, capsys, tmp_path):
+def test_aggregate_reads_the_same_selection(constructed, capsys, tmp_path):
     code, out, err = run_cli(capsys, "aggregate", constructed, "--select", "best-per-task", "--tune-seeds", "0,1",
                              "--reps", "100", "--out", tmp_path / "agg")
     assert code == 0, err
