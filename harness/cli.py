@@ -188,18 +188,27 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def protocol_and_results(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:
+def protocol_and_results(args: argparse.Namespace) -> tuple[Any, Any, Any, str, Any]:
     """What ``report``, ``aggregate`` and ``plot`` share: the protocol for ``args.dir`` (the suite's, unless
-    ``--metric``/``--final`` say otherwise), every evaluation and final score of ``args.phase``, and the
-    caption's origin line."""
+    ``--metric``/``--final`` say otherwise), every evaluation and final score of ``args.phase``, the caption's
+    origin line, and the per-task selection (None with ``--select none``). With a selection, the evaluations
+    and final scores are the picked variants' on the reported seeds, labelled by suite entry."""
     from pathlib import Path
 
-    from harness.protocol import resolve_protocol
+    from harness.protocol import resolve_protocol, resolve_selection
     from harness.reporting.report import load_results
+    from harness.reporting.selection import select
 
     protocol = resolve_protocol(Path(args.dir), args.metric, args.final)
+    rule = resolve_selection(Path(args.dir), args.select,
+                             parse_seeds(args.tune_seeds) if args.tune_seeds is not None else None,
+                             args.tune_on_reported_seeds)
     evals, final = load_results(Path(args.dir), protocol.metric, protocol.last_k, args.phase)
-    return protocol, evals, final, protocol_origin(protocol.origin, args.phase)
+    origin = protocol_origin(protocol.origin, args.phase)
+    if not rule.picks:
+        return protocol, evals, final, origin, None
+    selection = select(final, rule)
+    return protocol, selection.evals(evals), selection.final, f"{origin}; {selection.caption()[:-1]}", selection
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -208,12 +217,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.files import atomic_write_text
     from harness.reporting.report import render, score_table
 
-    protocol, _, final, origin = protocol_and_results(args)
-    table = score_table(final, protocol.metric, args.stat, protocol.last_k, args.published, origin)
+    from harness.reporting.selection import export_selection
+
+    if args.export_selection and args.select == "none":
+        raise ValueError("--export-selection writes the values a rule picked: give --select best-per-task")
+    protocol, _, final, origin, selection = protocol_and_results(args)
+    if args.export_selection and selection is None:
+        raise ValueError("--export-selection writes the values a rule picked, and these runs' suite declares no "
+                         "selection: give --select best-per-task with --tune-seeds")
+    # the table's caption states the protocol; the selection's own sentence is added by the table itself
+    table = score_table(final, protocol.metric, args.stat, protocol.last_k, args.published,
+                        protocol_origin(protocol.origin, args.phase), selection)
     text = render(table, args.format)
     print(text, end="")
     if args.out:
         atomic_write_text(Path(args.out), text)
+    if args.export_selection:
+        entries = export_selection(selection, Path(args.dir), Path(args.export_selection))
+        print(f"\nwrote the picked values of {', '.join(entries)} to {args.export_selection}", file=sys.stderr)
     return 0
 
 
@@ -222,7 +243,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
     from harness.reporting.aggregate import aggregate, render_aggregates_markdown, write_aggregates
 
-    protocol, _, final, origin = protocol_and_results(args)
+    protocol, _, final, origin, _ = protocol_and_results(args)
     result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline, origin)
     print(render_aggregates_markdown(result), end="")
     paths = write_aggregates(result, Path(args.out) if args.out else Path(args.dir) / "report")
@@ -236,7 +257,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from harness.reporting.aggregate import NoCommonTasks, aggregate
     from harness.reporting.plots import plot_results
 
-    protocol, evals, final, origin = protocol_and_results(args)
+    protocol, evals, final, origin, _ = protocol_and_results(args)
     try:
         result = aggregate(final, protocol.metric, protocol.last_k, args.reps, args.seed, args.baseline, origin)
     except NoCommonTasks as e:  # an early sweep: its learning curves are still worth drawing
@@ -441,6 +462,16 @@ def add_protocol_options(parser: argparse.ArgumentParser, metrics: Sequence[str]
     parser.add_argument("--phase", default="all", choices=("all", "offline", "online"),
                         help="which evaluations of runs with an online phase (--online-steps) count: all (default: "
                              "a run's final score is its last), offline (up to the end of offline training) or online")
+    parser.add_argument("--select", default=None, choices=("none", "best-per-task"),
+                        help="grid variants: none shows each as its own column; best-per-task picks, per algorithm "
+                             "and dataset, the variant with the best mean final score on the tuning seeds and "
+                             "reports it on the other seeds (default: the suite's selection, else none)")
+    parser.add_argument("--tune-seeds", metavar="S,S,...",
+                        help="best-per-task: the seeds the pick is made on, e.g. 0,1 or 0-1 (default: the suite's "
+                             "selection.tune_seeds); every other seed is reported")
+    parser.add_argument("--tune-on-reported-seeds", action="store_true",
+                        help="best-per-task: allow picking on seeds that are reported (every seed is reported; the "
+                             "caption says the scores are inflated by the pick)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -520,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--published", action="store_true",
                    help="add columns of published numbers (FQL paper) for the algorithms and datasets present")
     p.add_argument("--out", help="also write the table to this file")
+    p.add_argument("--export-selection", metavar="FILE",
+                   help="with a selection rule: write the picked values as suite `algorithms:` entries with "
+                        "per_dataset overrides (YAML), for a later suite")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("timing", help="time the policy update, the full update and acting against the number of "

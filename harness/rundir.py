@@ -17,7 +17,10 @@ that names its files; every other module asks it.
 
 A suite's results root holds ``suite.json`` (``PROTOCOL``: the suite's reporting protocol,
 ``harness.protocol``) above its runs, laid out ``ROOT/LABEL/DATASET/seedS`` (``run_path``), the same
-scheme as ``flowbench run``'s default ``runs/single/ALGO/DATASET/seedS``.
+scheme as ``flowbench run``'s default ``runs/single/ALGO/DATASET/seedS``. A grid variant's label
+(``fql[alpha=3,sampling_steps=10]``, ``harness.grids``) names its directory with ``@`` for the brackets
+(``fql@alpha=3,sampling_steps=10``: ``label_dir``, reversed by ``dir_label``): shells read brackets as
+glob patterns (zsh refuses an unmatched one), and no suite label or grid value holds an ``@``.
 """
 
 from __future__ import annotations
@@ -52,9 +55,26 @@ SUBMITIT_FOLDER = ".submitit"
 SINGLE_RUNS = Path("runs/single")  # where `flowbench run` puts a run without --out
 
 
+VARIANT_MARK = "@"  # stands for a grid variant's "[" in its directory's name; its "]" is dropped
+
+
+def label_dir(label: str) -> str:
+    """The directory name of a label: itself, or for a grid variant ``entry[k=v,...]`` → ``entry@k=v,...``."""
+    if label.endswith("]") and "[" in label:
+        return label[:-1].replace("[", VARIANT_MARK, 1)
+    return label
+
+
+def dir_label(name: str) -> str:
+    """The label a directory name stands for (``label_dir`` reversed)."""
+    entry, mark, values = name.partition(VARIANT_MARK)
+    return f"{entry}[{values}]" if mark else name
+
+
 def run_path(root: Path | str, label: str, dataset: str, seed: int) -> Path:
-    """``ROOT/LABEL/DATASET/seedS``, the dataset id's slashes as underscores (one folder per dataset)."""
-    return Path(root) / label / dataset.replace("/", "_") / f"seed{seed}"
+    """``ROOT/LABEL/DATASET/seedS``, the label as ``label_dir`` names it, the dataset id's slashes as underscores
+    (one folder per dataset)."""
+    return Path(root) / label_dir(label) / dataset.replace("/", "_") / f"seed{seed}"
 
 
 def is_finished(run_dir: Path) -> bool:

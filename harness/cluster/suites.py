@@ -20,6 +20,12 @@ A suite file::
     metric: success_rate              # how the table is read: normalized_score (default) | success_rate
     final: avg-last-3                 # a run's final score: last (default) | avg-last-K, mean of its last K
     tracker: {kind: wandb, project: my-project, entity: my-team, mode: offline, tags: [paper]}  # or: tensorboard
+    selection: {rule: best-per-task, tune_seeds: [0, 1]}   # optional: how report picks a grid's variant per task
+
+An algorithm entry's ``overrides`` may hold lists: a grid (``harness.grids``), one labelled variant per
+combination, e.g. ``fql: {overrides: {alpha: [0.1, 0.3, 1]}}`` runs ``fql[alpha=0.1]``, ``fql[alpha=0.3]`` and
+``fql[alpha=1]``; its ``per_dataset: {DATASET: {key: value or list}}`` sets (or grids) values on one dataset
+only, over the entry's own. What ``flowbench report --export-selection`` writes is such entries.
 
 ``metric`` and ``final`` are the suite's reporting protocol: ``flowbench sweep`` records them at the
 suite's results root (``harness.rundir.PROTOCOL``), and ``flowbench report``/``aggregate``/``plot``
@@ -36,6 +42,7 @@ and local datasets are reported with the valid choices (``SuiteError``, exit sta
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -43,11 +50,12 @@ from typing import Any
 import yaml
 
 from algos import REGISTRY, resolve_config
-from algos.kit.registry import UnknownAlgorithm
+from algos.kit.registry import UnknownAlgorithm, get_agent_class
 from harness import datasets, rundir
 from harness.data import OGBENCH_PREFIX, DatasetUnavailable, check_reward_transform, open_minari
+from harness.grids import GridError, expand, variant_label
 from harness.online import check_online
-from harness.protocol import ReportProtocol, check_protocol
+from harness.protocol import ReportProtocol, SelectionRule, check_protocol, check_selection
 from harness.run import RunSpec
 from harness.tracking import TrackerSettings
 
@@ -68,9 +76,9 @@ def shipped_dir(directory: Path) -> Path:
 
 SCHEDULE_FIELDS = ("steps", "online_steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every")
 SUITE_FIELDS = ("name", "description", "algorithms", "datasets", "seeds", *SCHEDULE_FIELDS, "profile",
-                "normalize_obs", "device", "resources", "metric", "final", "tracker")
+                "normalize_obs", "device", "resources", "metric", "final", "tracker", "selection")
 TRACKER_FIELDS = ("kind", "project", "entity", "mode", "tags")
-ALGORITHM_FIELDS = ("algo", "overrides", "profile")
+ALGORITHM_FIELDS = ("algo", "overrides", "per_dataset", "profile")
 DATASET_FIELDS = (*SCHEDULE_FIELDS, "transitions")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -117,6 +125,8 @@ class Suite:
     resources: Resources
     root: Path  # results/<suite name>
     protocol: ReportProtocol = ReportProtocol()  # how its table is read (metric, final rule)
+    selection: SelectionRule | None = None  # how report picks a grid's variant per task, if the suite says
+    grids: tuple[str, ...] = ()  # one line per grid entry and dataset: its axes and variants (for --dry-run)
 
     def datasets_to_build(self) -> dict[str, int | None]:
         """Local (buildable) datasets of the suite and their build sizes."""
@@ -262,6 +272,17 @@ def check_schedule(schedule: dict[str, Any], where: str) -> None:
             as_int(v, f"{where}: {k}", minimum=0 if k == "online_steps" else 1)
 
 
+def list_fields(algo: str) -> set[str]:
+    """The config fields of ``algo`` whose one value is a list (tuple-typed, e.g. ``actor_hidden_dims``)."""
+    config_class = get_agent_class(algo).config_class
+    hints = typing.get_type_hints(config_class)
+
+    def is_tuple(hint: Any) -> bool:
+        return typing.get_origin(hint) is tuple or any(is_tuple(a) for a in typing.get_args(hint))
+
+    return {name for name in config_class.field_names() if is_tuple(hints[name])}
+
+
 def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
     """Reads, checks and expands a suite into runs under ``results/<suite name>/``."""
     path = suite_path(name_or_path)
@@ -306,7 +327,12 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
     default_profile = raw.get("profile")
     tracker = parse_tracker(raw.get("tracker"), name, f"{where}: tracker")
     root = Path(results).resolve() / name
-    runs = []
+    try:
+        selection = check_selection(raw.get("selection"), seeds, where)
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
+    runs: list[SuiteRun] = []
+    grids: list[str] = []
     for dataset in datasets_:
         check_dataset_id(str(dataset), f"{where}: datasets.{dataset}")
         check_dataset_opens(str(dataset), f"{where}: datasets.{dataset}")
@@ -320,6 +346,11 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
         if algo not in REGISTRY:
             raise SuiteError(f"{entry_where}: unknown algorithm {algo!r}; valid choices: {', '.join(sorted(REGISTRY))}")
         overrides = as_mapping(entry.get("overrides"), f"{entry_where}.overrides")
+        per_dataset = as_mapping(entry.get("per_dataset"), f"{entry_where}.per_dataset")
+        for dataset in per_dataset:  # a typo would silently run the entry's values there
+            if dataset not in datasets_:
+                raise SuiteError(f"{entry_where}.per_dataset: {dataset!r} is not a dataset of this suite; its "
+                                 f"datasets: {', '.join(map(str, datasets_))}")
         profile = entry.get("profile", default_profile)
         for dataset, ds_entry in datasets_.items():
             ds_where = f"{where}: datasets.{dataset}"
@@ -334,19 +365,43 @@ def load_suite(name_or_path: str | Path, results: str | Path = "runs") -> Suite:
             dataset_schedule = {k: ds_entry[k] for k in SCHEDULE_FIELDS if k in ds_entry}
             check_schedule(dataset_schedule, ds_where)
             run_schedule = {**schedule, **dataset_schedule}
-            try:  # unknown config keys, values and profiles are caught here, not in a job hours later
-                config = resolve_config(algo, overrides, profile, str(dataset))
-                check_reward_transform(config.reward_transform)
-                check_online(algo, config, run_schedule.get("steps", RunSpec.steps), run_schedule.get("online_steps", 0))
-            except (ValueError, UnknownAlgorithm) as e:
-                raise SuiteError(f"{entry_where} on {dataset}: {e}") from None
-            for seed in seeds:
-                out = rundir.run_path(root, str(label), str(dataset), seed)
-                # the label goes into the run's own config.json (run.label), where report reads it
-                spec = RunSpec(algo=algo, label=str(label), dataset=str(dataset), seed=seed, out=str(out),
-                               overrides=dict(overrides), profile=profile,
-                               normalize_obs=normalize_obs, device=device, tracker=tracker, **run_schedule)
-                runs.append(SuiteRun(str(out.relative_to(root)), str(label), spec, transitions))
+            own = as_mapping(per_dataset.get(dataset), f"{entry_where}.per_dataset.{dataset}")
+            try:
+                grid_where = f"{entry_where}.{f'per_dataset.{dataset} over ' if own else ''}overrides"
+                variants = expand({**overrides, **own}, list_fields(algo), grid_where)
+            except GridError as e:
+                raise SuiteError(str(e)) from None
+            if len(variants) > 1 or variants[0][1]:
+                axes = " × ".join(f"{k} {len(v)}" for k, v in variants_axes(variants).items())
+                names = ", ".join(variant_label(str(label), v) for _, v in variants)
+                grids.append(f"{label} on {dataset}: {axes} = {len(variants)} variants: {names}")
+            for variant_overrides, values in variants:
+                variant = variant_label(str(label), values)
+                try:  # unknown config keys, values and profiles are caught here, not in a job hours later
+                    config = resolve_config(algo, variant_overrides, profile, str(dataset))
+                    check_reward_transform(config.reward_transform)
+                    check_online(algo, config, run_schedule.get("steps", RunSpec.steps),
+                                 run_schedule.get("online_steps", 0))
+                except (ValueError, UnknownAlgorithm) as e:
+                    raise SuiteError(f"{entry_where} on {dataset}{f' ({variant})' if values else ''}: {e}") from None
+                for seed in seeds:
+                    out = rundir.run_path(root, variant, str(dataset), seed)
+                    # the label goes into the run's own config.json (run.label), where report reads it
+                    spec = RunSpec(algo=algo, label=variant, dataset=str(dataset), seed=seed, out=str(out),
+                                   overrides=dict(variant_overrides), profile=profile,
+                                   normalize_obs=normalize_obs, device=device, tracker=tracker,
+                                   **run_schedule)
+                    runs.append(SuiteRun(str(out.relative_to(root)), variant, spec, transitions))
     return Suite(name=name, description=str(raw.get("description", "")).strip(), path=path, runs=tuple(runs),
                  resources=parse_resources(raw.get("resources"), f"{where}: resources"), root=root,
-                 protocol=protocol)
+                 protocol=protocol, selection=selection, grids=tuple(grids))
+
+
+def variants_axes(variants: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, list[Any]]:
+    """The grid's keys and their distinct values, from its expansion."""
+    axes: dict[str, list[Any]] = {}
+    for _, values in variants:
+        for k, v in values.items():
+            if v not in axes.setdefault(k, []):
+                axes[k].append(v)
+    return axes

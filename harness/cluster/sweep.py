@@ -211,7 +211,8 @@ def record_protocol(suite: Suite) -> None:
     """Writes the suite's reporting protocol at its results root, so that the tables of these runs are read
     as the suite says without the suite file at hand (results are often reported on another machine)."""
     suite.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(suite.root / rundir.PROTOCOL, json.dumps(protocol_record(suite.name, suite.path, suite.protocol),
+    atomic_write_text(suite.root / rundir.PROTOCOL, json.dumps(protocol_record(suite.name, suite.path, suite.protocol,
+                                                                                     suite.selection),
                                                               indent=2))
 
 
@@ -255,6 +256,8 @@ def _sweep(suite: Suite, executor: str, profile: ClusterProfile, resources: Reso
            wait: bool | None, echo: Callable[[str], None]) -> SweepResult:
     planned = plan(suite)
     echo(f"suite {suite.name}: {len(planned)} runs under {suite.root}")
+    for line in suite.grids:  # each grid's expansion, before the runs it makes
+        echo(f"grid {line}")
     echo(plan_table(planned))
     groups = job_groups(planned, resources.runs_per_job, resources.seeds_per_job)
     runs_to_submit = sum(len(unit) for g in groups for unit in g)

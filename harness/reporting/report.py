@@ -30,6 +30,10 @@ What counts, and how what does not is shown (nothing is averaged silently):
   of a typical suite a bootstrap interval is too narrow. With one seed neither exists: ``± n/a``.
 - Best: the highest mean among complete cells (bold); within its spread: other complete cells whose
   mean is at least the best mean minus the best's spread (italics in markdown, underlined in LaTeX).
+- Grids (``harness.grids``): every variant is its own column (``--select none``), or with a selection
+  rule (``harness.protocol.SelectionRule``, applied by ``harness.reporting.selection``) one column per
+  suite entry on the reported seeds, each cell naming the value picked (``[alpha=0.3]``), the rule in
+  the caption; a cell whose tuning runs are incomplete shows ``not picked``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -190,6 +195,7 @@ class ScoreTable:
     last_k: int
     published: dict[str, dict[str, tuple[float, bool]]]  # algo -> row key -> (score, average over tasks)
     origin: str = ""  # where metric and final rule came from (ReportProtocol.origin), stated in the caption
+    selection: Any = None  # harness.reporting.selection.Selection: the per-task picks, when a rule picked
 
     def rows(self) -> list[tuple[str, str, bool]]:
         """(domain, dataset, is the domain average) in table order."""
@@ -205,8 +211,11 @@ LEFT_OUT = {"unfinished": UNFINISHED, "no_value": NO_VALUE, "too_few": TOO_FEW}
 
 
 def score_table(final: pd.DataFrame, metric: str = "normalized_score", stat: str = "std", last_k: int = 1,
-                published: bool = False, origin: str = "") -> ScoreTable:
-    """Datasets × algorithms from ``final_scores``' output (see the module docstring for the rules)."""
+                published: bool = False, origin: str = "", selection: Any = None) -> ScoreTable:
+    """Datasets × algorithms from ``final_scores``' output, or with ``selection`` from its ``final`` (the picked
+    variants on the reported seeds; see the module docstring for the rules)."""
+    if selection is not None:
+        final = selection.final
     spread(np.zeros(0), stat)  # validates stat before anything else
     algorithms = sorted(final["algo"].unique())
     seeds = final.groupby("dataset")["seed"].agg(lambda s: sorted(set(s)))
@@ -234,7 +243,7 @@ def score_table(final: pd.DataFrame, metric: str = "normalized_score", stat: str
                      if (s := published_score(algo, d)) is not None}
             if found:
                 refs[algo] = found
-    return ScoreTable(cells, algorithms, metric, stat, last_k, refs, origin)
+    return ScoreTable(cells, algorithms, metric, stat, last_k, refs, origin, selection)
 
 
 def domain_average(final: pd.DataFrame, cells: pd.DataFrame, domain: str, algo: str, stat: str) -> dict:
@@ -327,7 +336,18 @@ STAT_TEXT = {"std": "standard deviation over seeds (ddof 1)",
 def caption(table: ScoreTable) -> str:
     """What the numbers are: metric, final rule (and where that protocol came from), statistic."""
     origin = f" ({table.origin})" if table.origin else ""
-    return f"{METRIC_TEXT[table.metric]} {final_text(table.last_k)}{origin}: mean ± {STAT_TEXT[table.stat]}."
+    text = f"{METRIC_TEXT[table.metric]} {final_text(table.last_k)}{origin}: mean ± {STAT_TEXT[table.stat]}."
+    return text + (f" {table.selection.caption()}" if table.selection is not None else "")
+
+
+def picked_text(table: ScoreTable, dataset: str, algo: str, text: str, style: Style) -> str:
+    """A cell's text with the value its selection picked (``[alpha=0.3]``), or ``not picked``."""
+    if table.selection is None:
+        return text
+    values = table.selection.values_text(algo, dataset)
+    if values is None:
+        return "not picked"
+    return f"{text} {style.escape(f'[{values}]')}" if values else text
 
 
 def legend(table: ScoreTable, style: Style) -> list[str]:
@@ -360,6 +380,14 @@ def legend(table: ScoreTable, style: Style) -> list[str]:
     if (cells["average"] & ~scored).any():
         lines.append(style.dash + e(": no domain average: not every dataset of the domain has final scores from "
                                     "all its seeds for this algorithm."))
+    if table.selection is not None:
+        lines.append(e("[key=value]: the grid value picked for this algorithm and dataset by the selection rule of "
+                       "the caption; the number is that variant's score on the reported seeds only."))
+        if (table.selection.picks["status"] != "picked").any():
+            lines.append(e("not picked: some variant lacks a final score on a tuning seed, so no pick was made."))
+        if table.selection.rule.on_reported_seeds:
+            lines.append(e("Picked on the reported seeds: each number is the best of several noisy means, so it "
+                           "overstates what the picked value scores on new seeds."))
     for algo in table.published:
         lines.append(e(f"{algo} (paper): published, not measured here: {SOURCES[algo]}."))
     if any(average for refs in table.published.values() for _, average in refs.values()):
@@ -387,8 +415,10 @@ def table_rows(table: ScoreTable, style: Style) -> list[list[str]]:
             if published:
                 score, over_tasks = table.published[algo].get(dataset, (None, False))
                 row.append("" if score is None or average else f"{score:g}" + (" (avg)" if over_tasks else ""))
-            else:
+            elif average:
                 row.append(cell_text(table.cell(dataset, algo), style))
+            else:
+                row.append(picked_text(table, dataset, algo, cell_text(table.cell(dataset, algo), style), style))
         rows.append(row)
     return rows
 
@@ -429,6 +459,12 @@ def render_latex(table: ScoreTable) -> str:
 def render_csv(table: ScoreTable) -> str:
     """The cells as numbers, one row per table row × algorithm (published numbers in ``published``)."""
     cells = table.cells.assign(stat=table.stat, metric=table.metric, final_evaluations=table.last_k)
+    if table.selection is not None:
+        picks = table.selection.picks.rename(columns={"entry": "algo", "label": "picked", "values": "picked_values",
+                                                      "status": "selection_status", "scores": "tuning_scores"})
+        cells = cells.merge(picks[["algo", "dataset", "selection_status", "picked", "picked_values", "tune_score",
+                                   "tuning_scores"]], on=["algo", "dataset"], how="left")
+        cells["selection_rule"] = table.selection.rule.describe(table.selection.reported_seeds)
     if table.published:
         cells["published"] = [np.nan if average or algo not in table.published else
                               table.published[algo].get(dataset, (np.nan,))[0]
