@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import torch
 import yaml
 
@@ -37,6 +38,21 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, poll: floa
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def preempt_and_wait(run: Path, job_id: str, after_step: int = 500) -> None:
+    """Once ``run`` has logged ``after_step``, sends its SLURM job the preemption signal (USR2) and waits until the
+    requeued job has finished the run."""
+
+    def step_reached() -> int:
+        try:
+            return int(pd.read_csv(run / "train.csv")["step"].max())
+        except (FileNotFoundError, pd.errors.EmptyDataError, KeyError, ValueError):
+            return 0
+
+    wait_for(lambda: step_reached() >= after_step, 120, "training to start")
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+    wait_for(lambda: (run / "summary.json").exists(), 300, "the requeued run to finish")
 
 
 def write_suite(path: Path, name: str, **fields: Any) -> Path:

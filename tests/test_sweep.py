@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from harness.cluster.suites import SuiteError, load_suite, shipped_suites
-from tests.helpers import REPO, flowbench, sacct, wait_for, write_suite
+from tests.helpers import REPO, flowbench, preempt_and_wait, sacct, wait_for, write_suite
 
 # One worker runs this file: its tests share module fixtures (see pyproject.toml).
 pytestmark = pytest.mark.xdist_group("sweep")
@@ -135,16 +135,7 @@ def test_usr2_requeues_the_job_and_the_runs_continue(minari_root, slurm_cluster,
     run = runs[0]
     job_id = json.loads((run / "job.json").read_text())["job_id"]
     assert json.loads((runs[1] / "job.json").read_text())["job_id"] == job_id  # one job for both seeds
-
-    def step_reached() -> int:
-        try:
-            return int(pd.read_csv(run / "train.csv")["step"].max())
-        except (FileNotFoundError, pd.errors.EmptyDataError, KeyError, ValueError):
-            return 0
-
-    wait_for(lambda: step_reached() >= 500, 120, "training to start")
-    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
-    wait_for(lambda: (run / "summary.json").exists(), 300, "the requeued run to finish")
+    preempt_and_wait(run, job_id)
 
     wait_for(lambda: (runs[1] / "summary.json").exists(), 60, "the second seed's summary")
     for seed_run in runs:

@@ -22,7 +22,7 @@ from harness.cli import main
 from harness.files import load_checkpoint
 from harness.run import RunSpec, train
 from harness.tracking import TrackerSettings, event_files, open_tracker
-from tests.helpers import flowbench, sacct, start_flowbench, wait_for, write_suite
+from tests.helpers import flowbench, preempt_and_wait, sacct, start_flowbench, wait_for, write_suite
 
 RUN = ["bc", "toy/bimodal-v0", "--profile", "cpu", "--eval-every", "100", "--eval-episodes", "2", "--log-every", "20",
        "--checkpoint-every", "100"]
@@ -341,16 +341,7 @@ def test_a_slurm_requeued_run_is_one_wandb_run_with_each_row_once(minari_root, s
     assert result.returncode == 0, result.stdout + result.stderr
     run = tmp_path / "req" / "bc" / "toy_bimodal-v0" / "seed0"
     job_id = json.loads((run / "job.json").read_text())["job_id"]
-
-    def step_reached() -> int:
-        try:
-            return int(pd.read_csv(run / "train.csv")["step"].max())
-        except (FileNotFoundError, pd.errors.EmptyDataError, KeyError, ValueError):
-            return 0
-
-    wait_for(lambda: step_reached() >= 500, 120, "training to start")
-    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
-    wait_for(lambda: (run / "summary.json").exists(), 300, "the requeued run to finish")
+    preempt_and_wait(run, job_id)
     history = wait_for(lambda: (h := sacct("-D", "-X", "-j", job_id, "-o", "JobID,State")) and "COMPLETED" in h and h,
                        60, "the job to end")
     assert history.splitlines()[0].endswith("REQUEUED"), history
