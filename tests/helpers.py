@@ -77,8 +77,9 @@ def small_agent(name: str, data, **overrides):
     return agent, batch
 
 
-def generator_copy(agent) -> torch.Generator:
-    """A generator in the agent's seed-0 generator's current state (to replay its next draws)."""
+def generator_copy(source) -> torch.Generator:
+    """A generator in the current state of ``source`` (a generator, or an agent: its seed-0 generator), to replay its
+    next draws."""
     g = torch.Generator()
-    g.set_state(agent.generators[0].get_state())
+    g.set_state((source if isinstance(source, torch.Generator) else source.generators[0]).get_state())
     return g

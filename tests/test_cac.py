@@ -286,8 +286,8 @@ def test_cac_acts_by_softmax_of_target_min_q_over_50_candidates(maze_data):
                 p.mul_(30.0)  # Q spread enough that softmax prefers some candidates
         obs = batch.obs[:, :4]
         g = torch.Generator().manual_seed(3)
-        actions = agent.act(obs, generator_copy_of(g))
-        replay = SeedRandom([generator_copy_of(g)], "cpu")
+        actions = agent.act(obs, generator_copy(g))
+        replay = SeedRandom([generator_copy(g)], "cpu")
         with torch.no_grad():
             repeated = obs.repeat_interleave(50, dim=1)
             candidates = agent.actor.sample(repeated, replay)[0].reshape(4, 50, -1)
@@ -297,12 +297,6 @@ def test_cac_acts_by_softmax_of_target_min_q_over_50_candidates(maze_data):
             else:
                 chosen = torch.multinomial(torch.softmax(q, -1), 1, generator=replay.generators[0]).squeeze(-1)
         torch.testing.assert_close(actions[0], candidates[torch.arange(4), chosen])
-
-
-def generator_copy_of(g: torch.Generator) -> torch.Generator:
-    twin = torch.Generator()
-    twin.set_state(g.get_state())
-    return twin
 
 
 def test_cac_q_gradient_reaches_every_sampling_step(maze_data):

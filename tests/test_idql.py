@@ -66,18 +66,12 @@ def test_residual_mlp_matches_mlpresnet_with_and_without_dropout():
         torch.testing.assert_close(out[s], resnet_by_hand(net, x[s], s), rtol=1e-5, atol=1e-5)
     # training: each block draws a keep mask with P(keep) = 1 − rate from each seed's generator, in block order
     gens = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
-    replay = [generator_copy_of(g) for g in gens]
+    replay = [generator_copy(g) for g in gens]
     out = net(x, SeedRandom(gens, "cpu"))
     for s in range(2):
         masks = [torch.rand(7, 16, generator=replay[s]) < 0.75 for _ in range(2)]
         torch.testing.assert_close(out[s], resnet_by_hand(net, x[s], s, masks), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(out, net(x))  # dropout changed something
-
-
-def generator_copy_of(g: torch.Generator) -> torch.Generator:
-    copy_ = torch.Generator()
-    copy_.set_state(g.get_state())
-    return copy_
 
 
 def test_residual_mlp_initialises_as_flax():
