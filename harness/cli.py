@@ -170,7 +170,7 @@ def cmd_toy_figure(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
-    run_demo(out=args.out, runs_dir=args.runs, scale=args.scale)
+    run_demo(out=args.out, runs_dir=args.runs, scale=args.scale, all_algos=args.all)
     return 0
 
 
@@ -523,11 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.set_defaults(func=cmd_data_info)
 
-    p = sub.add_parser("demo", help="run every algorithm on small local datasets; table and plots under "
-                                    "runs/demo/report")
+    p = sub.add_parser("demo", help="train FlowQ, FQL, QIPO and the baselines that frame them (3 seeds) on small "
+                                    "local datasets; table and figures under runs/demo/report")
     p.add_argument("--out", help="where the evaluations, tables, aggregates and plots go (default RUNS/report; "
                                  "--out results/demo regenerates the copy shipped in the repository)")
     p.add_argument("--runs", default="runs/demo", help="where the run directories go")
+    p.add_argument("--all", action="store_true", help="every registered algorithm, not only the demo's six")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("toy-figure", help="train the flow methods on toy/bimodal-v0 and scatter their actions "

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from algos import AgentConfig, resolve_config
-from algos.kit.registry import matching_presets
+from algos.kit.agent import Agent
+from algos.kit.registry import get_agent_class, make_agent, matching_presets
 from harness import data as data_lib
 from harness import rundir
 from harness.files import load_checkpoint, remove_temporaries
@@ -38,7 +39,7 @@ from harness.trainer import Progress, RunDiverged, RunInterrupted, RunTrainer
 from harness.training import GRAPH_MODES, resolve_device
 
 __all__ = ["RunConfigMismatch", "RunDiverged", "RunInterrupted", "RunSpec", "finished_summary", "identity_diff",
-           "prepare", "run_identity", "train", "train_seeds"]
+           "load_run_agent", "prepare", "run_identity", "train", "train_seeds"]
 
 
 class RunConfigMismatch(RuntimeError):
@@ -169,6 +170,19 @@ def identity_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
         elif a != b:
             parts.append(f"{prefix}{k}: {a!r} → {b!r}")
     return "; ".join(parts)
+
+
+def load_run_agent(run_dir: Path | str, data: data_lib.OfflineData | None = None, device: str = "cpu") -> Agent:
+    """The one-seed agent of a run directory at its latest checkpoint, as its ``config.json`` configured it
+    (``data``: the run's dataset, when already loaded). It acts on the observations the run trained on: a run
+    with ``normalize_obs`` expects them normalised."""
+    run_dir = Path(run_dir)
+    identity = json.loads((run_dir / rundir.CONFIG).read_text())["identity"]
+    config = get_agent_class(identity["algo"]).config_class.from_dict(identity["agent"])
+    data = data or data_lib.load(identity["dataset"])
+    agent = make_agent(identity["algo"], data.obs_dim, data.act_dim, config, device)
+    agent.load_state_dict(load_checkpoint(run_dir / rundir.CHECKPOINT)["agent"])
+    return agent
 
 
 def train(spec: RunSpec, progress: Progress = "auto",

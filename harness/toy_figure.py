@@ -25,13 +25,15 @@ from tqdm.auto import tqdm
 
 from algos import make_agent, resolve_config
 from harness import datasets
-from harness.data import TransitionBuffer, load
+from algos.kit.agent import Agent
+from harness.data import OfflineData, TransitionBuffer, load
 from harness.envs import BIMODAL_LOWER, BIMODAL_RADIUS, BIMODAL_UPPER, bimodal_reward
 from harness.reporting.plots import save_figure
 from harness.files import atomic_write_text
 from harness.trainer import Trainer
 
 TOY_DATASET = "toy/bimodal-v0"
+TOY_TITLE = "toy/bimodal-v0: upper mode (green) pays 1.0, lower (orange) 0.5"
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,48 @@ def train_toy_agent(panel: ToyPanel, data=None, seed: int = 0):
 
 def _panel_samples(panel: ToyPanel, samples: int, seed: int) -> pd.DataFrame:
     torch.set_num_threads(1)
-    agent = train_toy_agent(panel, seed=seed)
+    return agent_actions(train_toy_agent(panel, seed=seed), panel.label, samples, seed)
+
+
+def agent_actions(agent: Agent, label: str, samples: int, seed: int) -> pd.DataFrame:
+    """``samples`` of a one-seed ``agent``'s actions at uniform toy states, with their rewards: one panel's rows
+    of the scatter."""
     g = torch.Generator().manual_seed(seed + 1)
     obs = torch.rand((samples, 2), generator=g) * 2 - 1
     actions = agent.act(obs, g).numpy()
-    return pd.DataFrame({"panel": panel.label, "a0": actions[:, 0], "a1": actions[:, 1],
-                         "reward": bimodal_reward(actions)})
+    return pd.DataFrame({"panel": label, "a0": actions[:, 0], "a1": actions[:, 1], "reward": bimodal_reward(actions)})
+
+
+def data_actions(data: OfflineData, samples: int, seed: int) -> pd.DataFrame:
+    """``samples`` of the dataset's own actions: the scatter's ``data`` panel."""
+    picked = np.random.default_rng(seed).choice(len(data.actions), size=min(samples, len(data.actions)), replace=False)
+    return pd.DataFrame({"panel": "data", "a0": data.actions[picked, 0], "a1": data.actions[picked, 1],
+                         "reward": data.rewards[picked]})
+
+
+def action_summary(table: pd.DataFrame, data: OfflineData) -> pd.DataFrame:
+    """Per panel: the share of actions in the upper mode, the lower mode and off the support, the mean reward and
+    its normalised score."""
+    summary = table.groupby("panel", sort=False).agg(
+        upper=("reward", lambda r: (r == 1.0).mean()), lower=("reward", lambda r: (r == 0.5).mean()),
+        off_support=("reward", lambda r: (r == 0.0).mean()), mean_reward=("reward", "mean"))
+    summary["normalized_score"] = data.reference.normalize(summary["mean_reward"])
+    return summary
+
+
+def scatter_actions(table: pd.DataFrame, path: Path, title: str, col_wrap: int = 4) -> Path:
+    """One scatter panel per ``table.panel`` over the action square, the two modes drawn as circles."""
+    sns.set_theme(style="whitegrid")
+    grid = sns.FacetGrid(table, col="panel", col_wrap=col_wrap, height=2.6, xlim=(-1, 1), ylim=(-1, 1))
+    grid.map_dataframe(sns.scatterplot, x="a0", y="a1", s=6, alpha=0.4, linewidth=0, color="C0")
+    for ax in grid.axes.flat:
+        for centre, colour in ((BIMODAL_UPPER, "C2"), (BIMODAL_LOWER, "C1")):
+            ax.add_patch(plt.Circle(tuple(centre), BIMODAL_RADIUS, fill=False, color=colour, lw=1.2))
+        ax.set_aspect("equal")
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("action 0", "action 1")
+    grid.figure.suptitle(title, y=1.02)
+    return save_figure(grid.figure, path, dpi=120)
 
 
 def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: int = 0,
@@ -93,10 +131,7 @@ def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: 
     if not datasets.is_local(TOY_DATASET):
         datasets.build(TOY_DATASET)
     data = load(TOY_DATASET)
-    rng = np.random.default_rng(seed)
-    picked = rng.choice(len(data.actions), size=min(samples, len(data.actions)), replace=False)
-    frames = [pd.DataFrame({"panel": "data", "a0": data.actions[picked, 0], "a1": data.actions[picked, 1],
-                            "reward": data.rewards[picked]})]
+    frames = [data_actions(data, samples, seed)]
     workers = max(1, min(os.cpu_count() or 1, len(panels)))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_panel_samples, panel, samples, seed) for panel in panels]
@@ -104,10 +139,7 @@ def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: 
             frames.append(future.result())
     table = pd.concat(frames, ignore_index=True)
 
-    summary = table.groupby("panel", sort=False).agg(
-        upper=("reward", lambda r: (r == 1.0).mean()), lower=("reward", lambda r: (r == 0.5).mean()),
-        off_support=("reward", lambda r: (r == 0.0).mean()), mean_reward=("reward", "mean"))
-    summary["normalized_score"] = data.reference.normalize(summary["mean_reward"])
+    summary = action_summary(table, data)
     steps = {p.label: p.steps for p in panels}
     summary.insert(0, "steps", [steps.get(label, "") for label in summary.index])
 
@@ -117,18 +149,7 @@ def make_toy_figure(out: str | Path = "results/toy", samples: int = 1000, seed: 
         f"`toy/bimodal-v0`: {samples} actions per panel (seed {seed}, `cpu` profile, toy presets, panel settings "
         "in harness/toy_figure.py); "
         "regenerate with `flowbench toy-figure`.\n\n" + summary.to_markdown(floatfmt=".3f") + "\n"))
-
-    sns.set_theme(style="whitegrid")
-    grid = sns.FacetGrid(table, col="panel", col_wrap=4, height=2.6, xlim=(-1, 1), ylim=(-1, 1))
-    grid.map_dataframe(sns.scatterplot, x="a0", y="a1", s=6, alpha=0.4, linewidth=0, color="C0")
-    for ax in grid.axes.flat:
-        for centre, colour in ((BIMODAL_UPPER, "C2"), (BIMODAL_LOWER, "C1")):
-            ax.add_patch(plt.Circle(tuple(centre), BIMODAL_RADIUS, fill=False, color=colour, lw=1.2))
-        ax.set_aspect("equal")
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels("action 0", "action 1")
-    grid.figure.suptitle("toy/bimodal-v0: upper mode (green) pays 1.0, lower (orange) 0.5", y=1.02)
-    png = save_figure(grid.figure, out / "toy_figure.png", dpi=120)
+    png = scatter_actions(table, out / "toy_figure.png", TOY_TITLE)
     print(summary.to_markdown(floatfmt=".3f"))
     print(f"\nwrote {png}, {out / 'samples.csv'} and {out / 'summary.md'}")
     return png

@@ -103,9 +103,12 @@ def test_readme_commands_run_in_order(tmp_path):
     assert {"evals.csv", "table.md", "table.tex", "aggregates.md", "aggregates.csv"} <= names
     for stem in ["learning_curves", "aggregate_intervals", "performance_profile", "probability_of_improvement"]:
         assert {f"{stem}.png", f"{stem}.pdf"} <= names
+    assert {"README.md", "toy_actions.png", "toy_actions.md"} <= names and (demo / "timing" / "timing.png").exists()
     table = (demo / "table.md").read_text()
-    assert "± n/a" in table and "± 0.0" not in table  # one seed: no spread, said so
-    assert "[n/a]" in (demo / "aggregates.md").read_text()
+    assert "± n/a" not in table  # 3 seeds: every cell has its spread
+    assert "[n/a]" not in (demo / "aggregates.md").read_text()  # and every aggregate its interval
+    for figure in ("learning_curves.png", "toy_actions.png", "timing/timing.png"):
+        assert f"]({figure})" in (demo / "README.md").read_text()
     assert latex_problems((demo / "table.tex").read_text()) == []
     demo_evals = sum(len(pd.read_csv(p)) for p in (work / "runs" / "demo").rglob("eval.csv"))
     assert len(pd.read_csv(demo / "evals.csv")) == demo_evals

@@ -580,3 +580,21 @@ def test_published_numbers_sit_next_to_the_measured_ones(results):
     assert "bc (paper): published, not measured here: Park, Li, Levine (2025)" in markdown
     assert "(paper)" not in render_markdown(score_table(final))
     assert latex_problems(render_latex(score_table(final, published=True))) == []
+
+
+def test_learning_curves_draw_at_most_six_algorithms_a_panel():
+    import matplotlib.pyplot as plt
+
+    from algos import REGISTRY
+    from harness.reporting.plots import MAX_LINES, learning_curve_grid
+
+    algos = sorted(REGISTRY)
+    evals = pd.DataFrame([{"algo": a, "dataset": d, "seed": s, "step": step, "normalized_score": float(i * 5 + s + step)}
+                          for i, a in enumerate(algos) for d in ("toy/bimodal-v0", "local/pointmaze/umaze-v0")
+                          for s in range(3) for step in (100, 200, 300)])
+    for drawn, panels in ((algos, 2 * -(-len(algos) // MAX_LINES)), (algos[:MAX_LINES], 2)):
+        grid = learning_curve_grid(evals[evals["algo"].isin(drawn)])
+        lines = [len([line for line in ax.get_lines() if len(line.get_xdata())]) for ax in grid.axes.flat]
+        plt.close(grid.figure)
+        assert len(lines) == panels and max(lines) <= MAX_LINES
+        assert sum(lines) == 2 * len(drawn)  # every algorithm drawn once per dataset

@@ -345,19 +345,23 @@ def test_shipped_suites_load_and_dry_run_submits_nothing(minari_root, tmp_path):
 
 
 def test_demo_suite_mirrors_flowbench_demo(minari_root, tmp_path):
-    from algos import REGISTRY
-    from harness.demo import DEMO_TASKS
+    from algos import resolve_config
+    from harness.demo import DEMO_ALGOS, DEMO_LOG_EVERY, DEMO_SEEDS, DEMO_TASKS
 
     suite = load_suite("demo", tmp_path)
     tasks = {t.dataset: t for t in DEMO_TASKS}
-    assert {r.spec.algo for r in suite.runs} == set(REGISTRY)
-    assert len(suite.runs) == len(REGISTRY) * len(DEMO_TASKS)
+    assert {r.spec.algo for r in suite.runs} == set(DEMO_ALGOS)
+    assert {r.spec.seed for r in suite.runs} == set(DEMO_SEEDS)
+    assert len(suite.runs) == len(DEMO_ALGOS) * len(DEMO_TASKS) * len(DEMO_SEEDS)
+    assert suite.resources.seeds_per_job == len(DEMO_SEEDS)
     for run in suite.runs:
         task = tasks[run.spec.dataset]
         assert (run.spec.steps, run.spec.eval_every, run.spec.eval_episodes, run.transitions) == \
                (task.steps, task.eval_every, task.eval_episodes, task.transitions)
-        assert run.spec.profile == "cpu" and run.spec.seed == 0 and run.spec.log_every == min(500, task.eval_every)
-        assert run.spec.overrides == {}
+        assert run.spec.profile == "cpu" and run.spec.log_every == DEMO_LOG_EVERY
+        resolved = [resolve_config(run.spec.algo, overrides, "cpu", run.spec.dataset)
+                    for overrides in (run.spec.overrides, task.overrides.get(run.spec.algo, {}))]
+        assert resolved[0] == resolved[1]
 
 
 def test_packed_jobs_and_profile_resources(minari_root, tmp_path):

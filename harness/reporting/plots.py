@@ -34,6 +34,8 @@ ALGORITHM_NAMES = {
 # alike; suite labels beyond them take Dark2's and Set1's.
 PALETTE = (sns.color_palette("tab10") + sns.color_palette(["#000000", "#f5c710", "#1a2a80", "#00796b", "#7a1f3d"])
            + sns.color_palette("Dark2") + sns.color_palette("Set1"))
+# Algorithms per learning-curve panel: beyond about six, lines and their bands cannot be told apart.
+MAX_LINES = 6
 AXIS_MARGIN = 0.05  # of the data's range on each side, so no mark sits on an axis edge
 
 
@@ -58,20 +60,32 @@ def figure_order(labels: list[str]) -> list[str]:
 
 
 def learning_curves(evals: pd.DataFrame, stem: Path, metric: str = "normalized_score") -> list[Path]:
+    """``learning_curve_grid`` written as ``stem``.png and .pdf."""
+    return save_figures(learning_curve_grid(evals, metric).figure, stem)
+
+
+def learning_curve_grid(evals: pd.DataFrame, metric: str = "normalized_score") -> sns.FacetGrid:
     """One panel per dataset: ``metric`` against training step, a line per algorithm (mean, 95% CI over seeds).
 
-    Every evaluation is drawn, unfinished runs' too: a point is the mean over the seeds evaluated at that step.
+    Every evaluation is drawn, unfinished runs' too: a point is the mean over the seeds evaluated at that step. More
+    than ``MAX_LINES`` algorithms are split over rows of panels, ``MAX_LINES`` a row, in ``figure_order``.
     """
     data = evals.assign(value=metric_values(evals, metric), algorithm=evals["algo"].map(display_name))
+    order = figure_order(list(data["algo"]))
     sns.set_theme(style="whitegrid", context="paper")
     datasets = data["dataset"].nunique()
-    grid = sns.relplot(data=data, x="step", y="value", hue="algorithm", hue_order=figure_order(list(data["algo"])),
+    if len(order) > MAX_LINES:
+        data = data.assign(group=data["algorithm"].map({name: i // MAX_LINES + 1 for i, name in enumerate(order)}))
+        facets = {"row": "group"}
+    else:
+        facets = {"col_wrap": min(datasets, 4)}
+    grid = sns.relplot(data=data, x="step", y="value", hue="algorithm", hue_order=order,
                        palette=algorithm_colors(list(data["algo"].unique())), col="dataset", kind="line", marker="o",
-                       errorbar=("ci", 95), seed=CURVE_SEED, col_wrap=min(datasets, 4),
-                       facet_kws={"sharey": False, "sharex": False}, height=3.2, aspect=1.25)
-    grid.set_titles("{col_name}")
+                       errorbar=("ci", 95), seed=CURVE_SEED, facet_kws={"sharey": False, "sharex": False},
+                       height=3.2, aspect=1.25, **facets)
+    grid.set_titles("{col_name}" if "row" not in facets else "{col_name}, group {row_name}")
     grid.set_axis_labels("training step", METRIC_TEXT[metric])
-    return save_figures(grid.figure, stem)
+    return grid
 
 
 def aggregate_intervals(result: Aggregates, stem: Path) -> list[Path]:
