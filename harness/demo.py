@@ -85,10 +85,10 @@ DEMO_TASKS = (
     # caption says so.
     DemoTask("local/pointmaze/umaze-v0", transitions=100_000, steps=1_000, eval_every=200, eval_episodes=10,
              caption="1000 updates are what the demo's 15 minutes leave after the toy, and they show only the start "
-                     "of training: every method is still learning to imitate the data's controller, and QIPO has "
-                     "only cloned the data so far (its warm-up). The scores lie within each other's spread over "
-                     "seeds, so this row ranks nothing. The Q-learning methods pass BC after 5–10k updates: at 10k, "
-                     "3 seeds, every one of them scores above BC by more than the seeds' spread "
+                     "of training: BC is still learning to imitate the data's controller, the methods that also "
+                     "learn a critic are at or below it, and QIPO has only cloned the data so far (its warm-up). This "
+                     "row ranks nothing. The Q-learning methods pass BC after 5–10k updates: at 10k, 3 seeds, every "
+                     "one of them scores above BC by more than the seeds' spread "
                      "(`results/pointmaze/umaze.md`)."),
 )
 
@@ -230,9 +230,9 @@ def write_readme(out: Path, table_text: str, scale: float, has_toy: bool, has_ti
                         "upper, green mode; imitation reproduces both.\n\n![toy actions](toy_actions.png)\n")
     if has_timing:
         sections.append("## Cost against the number of flow steps K\n\nSeconds per 10⁴ policy updates and per 10⁴ "
-                        "acting calls against K, on this machine's CPU, one seed (`timing/summary.md`). FlowQ's "
-                        "policy update does not integrate the flow, so its cost stays flat in K; FQL's, QIPO's "
-                        "and Diffusion-QL's grow with it.\n\n![timing](timing/timing.png)\n")
+                        "acting calls against K, on this machine's CPU (one seed, one torch thread; `timing/summary.md`). FlowQ's policy update does not integrate the flow, so "
+                        "its cost stays flat in K; FQL's, QIPO's and Diffusion-QL's grow with it. FQL acts with its "
+                        "one-step policy, so its acting cost is the one that stays flat.\n\n![timing](timing/timing.png)\n")
     atomic_write_text(out / "README.md", "\n".join(sections))
     return out / "README.md"
 

@@ -41,7 +41,7 @@ from algos.kit.seeds import SeedRandom
 from harness.data import TransitionBuffer
 from harness.files import atomic_write_text
 from harness.provenance import git_commit
-from harness.reporting.plots import save_figure
+from harness.reporting.plots import algorithm_colors, display_name, figure_order, save_figure
 from harness.trainer import Trainer
 from harness.training import GRAPH_MODES, GraphedCall, configure_matmul_precision, resolve_device
 
@@ -374,10 +374,12 @@ def from_benchmark_json(path: Path) -> pd.DataFrame:
 def plot_timing(frame: pd.DataFrame, path: Path) -> Path:
     """Seconds per 10⁴ calls against K (log–log), a line per algorithm, a panel per part."""
     sns.set_theme(style="whitegrid", context="paper")
-    frame = with_settings(frame)
+    algos = list(frame["algorithm"].unique())
+    frame = with_settings(frame).assign(algorithm=frame["algorithm"].map(display_name))
     parts = [p for p in PARTS if p in set(frame["part"])]
     style = "setting" if frame.setting.nunique() > 1 else "algorithm"
-    grid = sns.relplot(data=frame, x="K", y="seconds_per_1e4", hue="algorithm", style=style, col="part",
+    grid = sns.relplot(data=frame, x="K", y="seconds_per_1e4", hue="algorithm", palette=algorithm_colors(algos),
+                       hue_order=figure_order(algos), style=style, col="part",
                        col_order=parts, kind="line", markers=True, dashes=False, height=3.2, aspect=1.1,
                        facet_kws={"sharey": False})
     titles = {"policy_update": "policy update", "full_update": "full update (critic included)",

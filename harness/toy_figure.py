@@ -24,8 +24,8 @@ import torch
 from tqdm.auto import tqdm
 
 from algos import make_agent, resolve_config
-from harness import datasets
 from algos.kit.agent import Agent
+from harness import datasets
 from harness.data import OfflineData, TransitionBuffer, load
 from harness.envs import BIMODAL_LOWER, BIMODAL_RADIUS, BIMODAL_UPPER, bimodal_reward
 from harness.reporting.plots import save_figure
