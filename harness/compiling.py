@@ -25,6 +25,7 @@ exactly as the eager step does:
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
@@ -39,11 +40,13 @@ COMPILE_MODES = ("auto", "on", "off")
 # After its first compiled call a code path may compile again this many times (a new shape, a dynamo
 # recompile for a reason that goes away) before it counts as recompiling repeatedly and runs eagerly.
 MAX_RECOMPILES = 2
-# ``--compile auto`` compiles CPU runs of at least this many updates (see ``compile_pays_off``).
-AUTO_MIN_UPDATES = 10_000
-# Agents whose compiled step measured no faster than eager here (tests/benchmarks/cpu_compile_check.py):
-# ``--compile auto`` leaves them eager.
-AUTO_EAGER_AGENTS: frozenset[str] = frozenset()
+# ``--compile auto`` compiles CPU runs of at least this many updates of these agents (``compile_pays_off``).
+# Measured here (results/timing/cpu_compile.md, 1 thread, per CPU-second): FQL 46 → 55 updates/s and FlowQ 125 →
+# 147 after a cold compile of 50 s and 33 s (10 s and 6 s warm): about 15k and 27k updates to recover a cold
+# compile. IQL ran slower compiled (118 → 77), BC and ReBRAC (its actor step stays eager) about the same; the
+# others are unmeasured, so auto leaves them eager.
+AUTO_MIN_UPDATES = 30_000
+AUTO_COMPILE_AGENTS: frozenset[str] = frozenset({"fql", "flowq"})
 
 
 class CompileFallbackWarning(UserWarning):
@@ -97,9 +100,9 @@ def configure_dynamo() -> None:
 
 def compile_pays_off(agent_name: str, device: torch.device, updates: int | None) -> bool:
     """``--compile auto``: compile where it pays off — the CPU (CUDA has its CUDA graphs), an agent whose
-    compiled step is faster (not in ``AUTO_EAGER_AGENTS``) and a run of at least ``AUTO_MIN_UPDATES``
-    updates (a cold compile of a code path costs tens of seconds here; see results/timing/cpu_compile.md)."""
-    return (device.type == "cpu" and agent_name not in AUTO_EAGER_AGENTS
+    compiled step measured faster (``AUTO_COMPILE_AGENTS``) and a run of at least ``AUTO_MIN_UPDATES``
+    updates (a cold compile costs tens of seconds here; see results/timing/cpu_compile.md)."""
+    return (device.type == "cpu" and agent_name in AUTO_COMPILE_AGENTS
             and updates is not None and updates >= AUTO_MIN_UPDATES)
 
 
@@ -185,6 +188,50 @@ def tensor_learning_rates(agent: Agent) -> None:
                 group["lr"] = torch.tensor(float(group["lr"]), device=agent.device)
 
 
+class StateSnapshot:
+    """The agent's training state (weights, optimiser state, generators, extra state), restored in place: the
+    tensors stay the same objects, so the other code paths' compiled functions (whose guards check them) stay
+    valid after a failed compile is undone."""
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+        self.generators = [g.get_state() for g in agent.generators]
+        self.modules = {k: {n: t.detach().clone() for n, t in m.state_dict().items()}
+                        for k, m in agent.modules().items()}
+        self.optimizers = {k: {p: {n: v.clone() if isinstance(v, torch.Tensor) else v for n, v in s.items()}
+                               for p, s in o.state.items()} for k, o in agent.optimizers().items()}
+        self.lrs = {k: [g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"] for g in o.param_groups]
+                    for k, o in agent.optimizers().items()}
+        self.extra = copy.deepcopy(agent.extra_state())
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        agent = self.agent
+        for g, state in zip(agent.generators, self.generators):
+            g.set_state(state)
+        for k, m in agent.modules().items():
+            for n, t in m.state_dict().items():
+                t.copy_(self.modules[k][n])
+        for k, o in agent.optimizers().items():
+            for p in list(o.state):
+                if p not in self.optimizers[k]:
+                    del o.state[p]  # state the failed call created
+                    continue
+                for n, v in self.optimizers[k][p].items():
+                    if isinstance(v, torch.Tensor):
+                        o.state[p][n].copy_(v)
+                    else:
+                        o.state[p][n] = v
+            for group, lr in zip(o.param_groups, self.lrs[k]):
+                if isinstance(lr, torch.Tensor):
+                    group["lr"].copy_(lr)
+                else:
+                    group["lr"] = lr
+            for p in (p for group in o.param_groups for p in group["params"]):
+                p.grad = None
+        agent.load_extra_state(copy.deepcopy(self.extra))
+
+
 class CompiledCall:
     """``agent.train_step`` for one code path: eager with a recording rng on the first call, compiled after.
 
@@ -238,13 +285,13 @@ class CompiledCall:
     def _compiled(self, batch: Batch) -> dict[str, torch.Tensor]:
         agent, replay = self.agent, self.replay
         first = self.compiled is None
-        snapshot = agent.state_dict() if first else None
+        snapshot = StateSnapshot(agent) if first else None
         if first:
             tensor_learning_rates(agent)
 
             def step(batch: Batch) -> dict[str, torch.Tensor]:
                 return agent.train_step(batch)
-            self.compiled = torch.compile(step, backend=self._backend, dynamic=False)
+            self.compiled = torch.compile(step, backend=self._backend)
         real = agent.rng
         replay.draws = [getattr(real, method)(*args) for method, args in self.log]
         replay.position = 0
@@ -256,7 +303,7 @@ class CompiledCall:
             if not first:
                 raise RuntimeError(f"compiled {self.name} failed after it had run (the step's state may be "
                                    f"partly updated, so it is not rerun): {type(e).__name__}: {e}") from e
-            agent.load_state_dict(snapshot)  # the generators too: the eager rerun draws the same numbers
+            snapshot.restore()  # the generators too: the eager rerun draws the same numbers
             self._fall_back(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             return agent.train_step(batch)
         finally:

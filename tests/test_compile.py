@@ -26,8 +26,14 @@ PATH_OVERRIDES: dict[str, dict] = {
     "cac": {"ema_start": 3, "ema_every": 2},
     "srpo": {"pretrain_steps": 5},
 }
-# Agents whose step cannot run compiled, and why; each must fall back, with a warning that names the reason.
-EAGER_ONLY: dict[str, str] = {}
+# Code paths that cannot run compiled, and why (a substring of the reason): each must fall back, with a warning
+# naming it; every other code path must run compiled.
+EAGER_PATHS: dict[str, dict] = {
+    # the actor step backpropagates twice through one compiled forward graph (critic and actor losses)
+    "rebrac": {True: "backward through the graph a second time"},
+    # a guard on a frame's stack object (after torch.autograd.grad) fails every call: it keeps recompiling
+    "srpo": {"policy": "recompiled"},
+}
 
 
 def small_config(name: str):
@@ -68,16 +74,15 @@ def test_compiled_training_matches_eager_on_every_code_path(name):
     assert keys == eager_keys
     paths: CompiledSteps = step.compiled
     fallbacks = {key: path.fallback_reason for key, path in paths.paths.items() if path.fallback_reason}
-    if name in EAGER_ONLY:
-        assert fallbacks and all(EAGER_ONLY[name] in r for r in fallbacks.values()), fallbacks
-        assert any(EAGER_ONLY[name] in str(w.message) for w in caught)
-    else:
-        assert not fallbacks, fallbacks
-        # every code path that ran twice or more ran compiled (its first call records the random draws)
-        for key in set(keys):
-            expected = keys.count(key) - 1
-            assert paths.paths[key].compiled_calls == expected, (key, paths.paths[key].compiled_calls, expected)
-        assert step.mode == "compiled"
+    expected_eager = EAGER_PATHS.get(name, {})
+    assert fallbacks.keys() == expected_eager.keys(), fallbacks
+    for key, reason in expected_eager.items():
+        assert reason in fallbacks[key] and any(reason in str(w.message) for w in caught), fallbacks[key]
+    # every other code path that ran twice or more ran compiled (its first call records the random draws)
+    for key in set(keys) - set(expected_eager):
+        expected = keys.count(key) - 1
+        assert paths.paths[key].compiled_calls == expected, (key, paths.paths[key].compiled_calls, expected)
+    assert step.mode == ("compiled (partly)" if expected_eager else "compiled")
     for i, (a, b) in enumerate(zip(eager_metrics, metrics)):
         assert a.keys() == b.keys()
         for k in a:
