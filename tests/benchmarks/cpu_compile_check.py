@@ -92,6 +92,11 @@ def main() -> int:
                 warm4 = run_child(algo, "on", 4, args.updates, args.threads, Path(cache))
                 rows.append((algo, 4, eager4, cold4, warm4))
         print(json.dumps(rows[-1]), flush=True)
+        write_table(rows, args)  # after each algorithm: a long run leaves what it measured so far
+    return 0
+
+
+def write_table(rows: list, args: argparse.Namespace) -> None:
     lines = [
         "# Compiled vs eager CPU training step",
         "",
@@ -118,8 +123,6 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":
