@@ -41,12 +41,14 @@ COMPILE_MODES = ("auto", "on", "off")
 # recompile for a reason that goes away) before it counts as recompiling repeatedly and runs eagerly.
 MAX_RECOMPILES = 2
 # ``--compile auto`` compiles CPU runs of at least this many updates of these agents (``compile_pays_off``).
-# Measured here (results/timing/cpu_compile.md, 1 thread, per CPU-second): FQL 46 → 55 updates/s and FlowQ 125 →
-# 147 after a cold compile of 50 s and 33 s (10 s and 6 s warm): about 15k and 27k updates to recover a cold
-# compile. IQL ran slower compiled (118 → 77), BC and ReBRAC (its actor step stays eager) about the same; the
-# others are unmeasured, so auto leaves them eager.
+# Measured here (results/timing/cpu_compile.md, 1 thread, updates per CPU-second, eager → compiled): FQL 48 → 57,
+# FlowQ 121 → 147, QIPO 45 → 52, QIPO-diff 37 → 47, FAWAC 52 → 62, FBRAC 28 → 32 (1.15–1.26×), each after a
+# cold compile of 28–38 s (6–9 s warm): 3–5 ms saved per update recovers a cold compile within about 10k
+# updates (FlowQ, 1.2 ms: 27k). Left eager: IQL (0.68×), IDQL (0.85×), flow BC (0.86×), BC (1.0×), SRPO (0.96×,
+# its policy phase runs eagerly), ReBRAC (1.13×, its actor step runs eagerly), IFQL (1.10×), Diffusion-QL (1.11×),
+# CAC (1.15×, but its cold compile fell back to eager once: a dynamo error that the warm run did not repeat).
 AUTO_MIN_UPDATES = 30_000
-AUTO_COMPILE_AGENTS: frozenset[str] = frozenset({"fql", "flowq"})
+AUTO_COMPILE_AGENTS: frozenset[str] = frozenset({"fql", "flowq", "qipo", "qipo_diff", "fawac", "fbrac"})
 
 
 class CompileFallbackWarning(UserWarning):
