@@ -284,7 +284,7 @@ class CompiledCall:
         self.graphs += 1
         return compile_fx(gm, example_inputs)
 
-    def _compiled(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _compiled(self, batch: Batch, dynamic: bool | None = None) -> dict[str, torch.Tensor]:
         agent, replay = self.agent, self.replay
         first = self.compiled is None
         snapshot = StateSnapshot(agent) if first else None
@@ -293,7 +293,9 @@ class CompiledCall:
 
             def step(batch: Batch) -> dict[str, torch.Tensor]:
                 return agent.train_step(batch)
-            self.compiled = torch.compile(step, backend=self._backend)
+            # dynamic=None: an int the step reads (agent.step) becomes symbolic after one recompile instead of
+            # recompiling every step; where that fails, static shapes are tried once more
+            self.compiled = torch.compile(step, backend=self._backend, dynamic=dynamic)
         real = agent.rng
         replay.draws = [getattr(real, method)(*args) for method, args in self.log]
         replay.position = 0
@@ -305,7 +307,10 @@ class CompiledCall:
             if not first:
                 raise RuntimeError(f"compiled {self.name} failed after it had run (the step's state may be "
                                    f"partly updated, so it is not rerun): {type(e).__name__}: {e}") from e
-            snapshot.restore()  # the generators too: the eager rerun draws the same numbers
+            snapshot.restore()  # the generators too: the rerun draws the same numbers
+            if dynamic is None:
+                self.compiled = None
+                return self._compiled(batch, dynamic=False)
             self._fall_back(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             return agent.train_step(batch)
         finally:
