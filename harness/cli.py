@@ -115,14 +115,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes, out=args.out.replace("{seed}", str(seed)) if args.out else None,
         overrides=parse_overrides(args.set), profile=args.profile, normalize_obs=args.normalize_obs,
         log_every=args.log_every, checkpoint_every=args.checkpoint_every, device=args.device,
-        cuda_graph=args.cuda_graph, tf32=args.tf32, tracker=tracker_settings(args, args.tracker),
+        cuda_graph=args.cuda_graph, compile=args.compile, tf32=args.tf32, tracker=tracker_settings(args, args.tracker),
     ) for seed in seeds]
     for spec, summary in zip(specs, train_seeds(specs)):
         final = summary["final"] or {}
         print(f"{spec.algo} on {spec.dataset} (seed {spec.seed}): step {summary['steps']}, "
               f"normalized score {final.get('normalized_score', float('nan')):.1f}, "
               f"return {final.get('return_mean', float('nan')):.4g}, success {final.get('success_rate', float('nan')):.2f}"
-              f" -> {spec.out_dir()}")
+              f", training step {summary.get('training_step', 'eager')} -> {spec.out_dir()}")
     return 0
 
 
@@ -283,7 +283,7 @@ def cmd_timing(args: argparse.Namespace) -> int:
             updates=args.updates, rounds=args.rounds, warmup=args.warmup, batch_size=args.batch_size,
             act_batch=args.act_batch, profile=args.profile, device=args.device, seed=args.seed,
             seeds=tuple(parse_list(args.seeds, int, "--seeds")), cuda_graph=tuple(parse_list(args.cuda_graph, str)),
-            tf32=args.tf32)
+            compile=tuple(parse_list(args.compile, str)), tf32=args.tf32)
         frame = timing.measure(spec)
     paths = timing.write_outputs(frame, Path(args.out), "flowbench " + " ".join(map(shlex.quote, args.argv)))
     table = timing.ratio_table(frame)
@@ -416,6 +416,14 @@ def add_cuda_graph_option(parser: argparse.ArgumentParser) -> None:
                              "replay it (eager, with a warning, where capture fails); off: always eager")
 
 
+def add_compile_option(parser: argparse.ArgumentParser, default: str, choices: tuple[str, ...]) -> None:
+    parser.add_argument("--compile", default=default, choices=choices,
+                        help="the training step compiled for the CPU by torch.compile, one compiled function per code "
+                             "path, cached on disk ($FLOWBENCH_COMPILE_CACHE, else ~/.cache/flowbench/inductor); "
+                             "on: always; off: eager; auto (default): on the CPU for runs long enough to recover the "
+                             "compile time (harness/compiling.py)")
+
+
 def add_tf32_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tf32", dest="tf32", action="store_false",
                         help="on CUDA, full float32 matmuls (default: TF32, as the JAX reference code runs them)")
@@ -505,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize-obs", action="store_true", help="standardise observations with dataset statistics")
     p.add_argument("--device", default="auto", help="auto (default: CUDA if available), cpu, cuda, cuda:1, ...")
     add_cuda_graph_option(p)
+    add_compile_option(p, "auto", ("auto", "on", "off"))  # harness.compiling.COMPILE_MODES (cli imports no torch)
     add_tf32_option(p)
     add_tracker_options(p)
     p.set_defaults(func=cmd_run)
@@ -576,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graph", default="auto", metavar="auto|off[,...]",
                    help="auto: on CUDA, each timed call is captured as a CUDA graph and replayed; off: eager; "
                         "auto,off times both in the same run")
+    p.add_argument("--compile", default="off", metavar="auto|on|off[,...]",
+                   help="the full update compiled for the CPU (harness/compiling.py): on, off (eager; default), auto "
+                        "(on where the agent's compiled step pays off); off,on times both in the same run")
     add_tf32_option(p)
     p.add_argument("--out", default="results/timing", help="where timing.csv, timing.png and summary.md go")
     p.add_argument("--from-benchmark", metavar="JSON", help="plot a saved pytest-benchmark JSON of tests/benchmarks "

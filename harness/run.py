@@ -30,6 +30,7 @@ from algos.kit.agent import Agent
 from algos.kit.registry import get_agent_class, make_agent, matching_presets
 from harness import data as data_lib
 from harness import rundir
+from harness.compiling import compile_wanted
 from harness.files import load_checkpoint, remove_temporaries
 from harness.locks import run_dir_locks
 from harness.online import check_online
@@ -66,6 +67,7 @@ class RunSpec:
     checkpoint_every: int | None = None  # default: at every evaluation
     device: str = "auto"
     cuda_graph: str = "auto"  # auto: the training step as a CUDA graph on CUDA (harness.training); off: eager
+    compile: str = "auto"  # on the CPU: the training step compiled (harness.compiling); auto: where it pays off
     tf32: bool = True  # on CUDA, float32 matmuls in TF32 as the JAX reference code runs them
     tracker: TrackerSettings = TrackerSettings()  # where the run is mirrored (harness.tracking); not its identity
 
@@ -121,7 +123,10 @@ def prepare(spec: RunSpec, data: data_lib.OfflineData | None = None, agent_confi
     data_lib.check_reward_transform(agent_config.reward_transform)
     if spec.cuda_graph not in GRAPH_MODES:
         raise ValueError(f"--cuda-graph must be one of {', '.join(GRAPH_MODES)}, got {spec.cuda_graph!r}")
-    resolve_device(spec.device)
+    device = resolve_device(spec.device)
+    # whether this run compiles its training step (auto decides from the device, algorithm and length)
+    compiles = compile_wanted(spec.compile, spec.algo, device, spec.total_steps) and not (
+        device.type == "cuda" and spec.cuda_graph == "auto")
     spec.tracker.check()  # a tracker whose package is missing is an error now, not after training
     data = data or data_lib.load(spec.dataset, normalize_obs=spec.normalize_obs)
     identity = run_identity(spec, agent_config)
@@ -129,6 +134,7 @@ def prepare(spec: RunSpec, data: data_lib.OfflineData | None = None, agent_confi
         "identity": identity,
         "config_hash": config_hash(identity),
         "run": asdict(spec),
+        "training_compile": "on" if compiles else "off",
         "domain": domain,
         "presets_applied": [pattern for pattern, _ in matching_presets(spec.algo, spec.dataset)],
         "reference_scores": None if data.reference is None else asdict(data.reference),

@@ -38,6 +38,7 @@ from algos.kit.agent import Agent, Batch
 from algos.kit.config import ConfigError
 from algos.kit.registry import get_agent_class, make_agent, resolve_config
 from algos.kit.seeds import SeedRandom
+from harness.compiling import AUTO_MIN_UPDATES, COMPILE_MODES
 from harness.data import TransitionBuffer
 from harness.files import atomic_write_text
 from harness.provenance import git_commit
@@ -111,6 +112,7 @@ class TimingSpec:
     seed: int = 0
     seeds: tuple[int, ...] = (1,)  # seeds per agent (one batched model): each count is its own cell
     cuda_graph: tuple[str, ...] = ("auto",)  # each mode is its own cell; auto is eager off CUDA
+    compile: tuple[str, ...] = ("off",)  # full updates compiled for the CPU (harness.compiling); each its own cell
     tf32: bool = True  # on CUDA, float32 matmuls in TF32, as training runs them
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -141,6 +143,10 @@ class TimingSpec:
         if not self.cuda_graph or bad_modes or len(set(self.cuda_graph)) != len(self.cuda_graph):
             raise ConfigError(f"--cuda-graph takes distinct values among {', '.join(GRAPH_MODES)}, "
                               f"got {list(self.cuda_graph)}")
+        bad_compile = [m for m in self.compile if m not in COMPILE_MODES]
+        if not self.compile or bad_compile or len(set(self.compile)) != len(self.compile):
+            raise ConfigError(f"--compile takes distinct values among {', '.join(COMPILE_MODES)}, "
+                              f"got {list(self.compile)}")
 
 
 def synthetic_batch(batch_size: int, obs_dim: int, act_dim: int, device: torch.device, generator: torch.Generator,
@@ -176,18 +182,21 @@ def timing_agent(algo: str, steps: int, spec: TimingSpec, device: torch.device, 
     return agent
 
 
-def timed_call(agent: Agent, part: str, spec: TimingSpec, device: torch.device, cuda_graph: str = "off"
-               ) -> Callable[[], Any]:
+def timed_call(agent: Agent, part: str, spec: TimingSpec, device: torch.device, cuda_graph: str = "off",
+               compile: str = "off") -> Callable[[], Any]:
     """The call that ``part`` times, on synthetic data for each of the agent's seeds:
     - ``full_update``: a ``Trainer`` (minibatch drawn on the device, update, metric sums), as a
-      training run makes it — a CUDA graph per code path with ``cuda_graph="auto"`` on CUDA;
+      training run makes it — a CUDA graph per code path with ``cuda_graph="auto"`` on CUDA, compiled per code
+      path with ``compile`` on (auto: where the agent's compiled step pays off; timing ignores run length);
     - ``policy_update``: ``agent.policy_train_step`` on a fixed batch; ``act``: ``agent.act`` on fixed
       observations — each captured as a CUDA graph with ``cuda_graph="auto"`` on CUDA."""
     generator = torch.Generator().manual_seed(spec.seed)
     seeds = agent.num_seeds
     if part == "full_update":
         buffer = synthetic_buffer(max(10_000, spec.batch_size), spec.obs_dim, spec.act_dim, device, generator)
-        return Trainer(agent, buffer, [spec.seed + i for i in range(seeds)], spec.batch_size, cuda_graph)
+        # a timed call is steady-state throughput: auto judges the agent and device, not a run's length
+        return Trainer(agent, buffer, [spec.seed + i for i in range(seeds)], spec.batch_size, cuda_graph,
+                       compile=compile, updates=AUTO_MIN_UPDATES)
     if part == "act":
         obs = synthetic_batch(spec.act_batch, spec.obs_dim, spec.act_dim, device, generator, seeds).obs
         act_rng = SeedRandom([torch.Generator(device=device).manual_seed(spec.seed + i) for i in range(seeds)], device)
@@ -232,17 +241,23 @@ def measure(spec: TimingSpec, progress: bool = True) -> pd.DataFrame:
         for steps in spec.flow_steps if has_sampling_steps(algo) else [min(spec.flow_steps)]:
             for seeds in spec.seeds:
                 for mode in spec.cuda_graph:
-                    agent = timing_agent(algo, steps, spec, device, seeds)
-                    for part in [p for p in spec.parts if has_sampling_steps(algo) or p in STEPLESS_PARTS]:
-                        cells.append({"algorithm": algo, "K": steps, "seeds": seeds, "mode": mode, "part": part,
-                                      "call": timed_call(agent, part, spec, device, mode), "round_times": []})
+                    for compile_mode in spec.compile:
+                        agent = timing_agent(algo, steps, spec, device, seeds)
+                        for part in [p for p in spec.parts if has_sampling_steps(algo) or p in STEPLESS_PARTS]:
+                            # compiling is the full update's (a policy update or act is not a training step)
+                            if compile_mode != "off" and part != "full_update":
+                                continue
+                            cells.append({"algorithm": algo, "K": steps, "seeds": seeds, "mode": mode, "part": part,
+                                          "compile": compile_mode, "round_times": [],
+                                          "call": timed_call(agent, part, spec, device, mode, compile_mode)})
     per_round = max(1, math.ceil(spec.updates / spec.rounds))
     bar = tqdm(total=len(cells) * (spec.rounds + 1), desc="timing", unit="cell", disable=not progress)
     for cell in cells:
         # warm-up: first calls allocate buffers (on a GPU, load kernels, and capture the CUDA graphs of
         # every code path); the last one sizes the rounds
         graphed = cell["mode"] == "auto" and device.type == "cuda"
-        for _ in range(max(spec.warmup, GRAPH_WARMUP_CALLS) if graphed else spec.warmup):
+        compiled = cell["compile"] != "off"  # each code path: a recording call, then the compiling one
+        for _ in range(max(spec.warmup, GRAPH_WARMUP_CALLS) if graphed or compiled else spec.warmup):
             cell["call"]()
         estimate = seconds_per_call(cell["call"], 1, device)
         cell["calls_per_round"] = max(per_round, math.ceil(spec.min_round_seconds / max(estimate, 1e-9)))

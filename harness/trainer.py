@@ -55,13 +55,16 @@ class RunDiverged(FloatingPointError):
 
 class Trainer:
     """Trains ``agent`` (S seeds) one update per call on minibatches of ``batch_size`` from ``buffer``, seed i's
-    drawn from a generator seeded ``seeds[i]``; ``cuda_graph`` as ``harness.training.TrainingStep``."""
+    drawn from a generator seeded ``seeds[i]``; ``cuda_graph``, ``compile`` and ``updates`` (the run's length, for
+    ``compile="auto"``) as ``harness.training.TrainingStep``."""
 
     def __init__(self, agent: Agent, buffer: data_lib.TransitionBuffer, seeds: Sequence[int], batch_size: int,
-                 cuda_graph: str = "auto"):
+                 cuda_graph: str = "auto", compile: str = "off", updates: int | None = None):
         self.agent, self.batch_size, self.cuda_graph = agent, batch_size, cuda_graph
+        self.compile, self.updates = compile, updates
         self.samplers = [torch.Generator(device=agent.device).manual_seed(seed) for seed in seeds]
-        self.step_fn = TrainingStep(agent, buffer, batch_size, SeedRandom(self.samplers, agent.device), cuda_graph)
+        self.step_fn = TrainingStep(agent, buffer, batch_size, SeedRandom(self.samplers, agent.device), cuda_graph,
+                                    compile=compile, updates=updates)
 
     def __call__(self) -> None:
         """One update of every seed."""
@@ -84,7 +87,9 @@ class Trainer:
     def switch_buffer(self, buffer: data_lib.TransitionBuffer) -> None:
         """Minibatches from ``buffer`` from now on (the online phase's replay); the unread metric sums carry over."""
         sums, count = self.step_fn.state()
+        compiled = self.step_fn.compiled  # its compiled code paths serve the new buffer's batches too
         self.step_fn = TrainingStep(self.agent, buffer, self.batch_size, self.step_fn.sampler, self.cuda_graph)
+        self.step_fn.compiled = compiled
         self.step_fn.load_state(sums, count)
 
 
@@ -104,7 +109,8 @@ class RunTrainer:
         self.agent = make_seeded_agent(spec.algo, data.obs_dim, data.act_dim, agent_config, seeds, device)
         self.agent.horizon = spec.steps  # schedules that decay over the run
         self.buffer = data_lib.TransitionBuffer(data, device, reward_transform=agent_config.reward_transform)
-        self.trainer = Trainer(self.agent, self.buffer, seeds, agent_config.batch_size, spec.cuda_graph)
+        self.trainer = Trainer(self.agent, self.buffer, seeds, agent_config.batch_size, spec.cuda_graph,
+                               compile=spec.compile, updates=spec.total_steps)
         self.online: OnlineEnvs | None = None
         self.resume = checkpoints[0] is not None
         self.seconds_before = [0.0] * len(seeds)

@@ -14,6 +14,11 @@ replay. Nothing is read back to the host until ``read_means()`` at a logging ste
 - Every generator the step draws from (each seed's agent and sampler generator) is registered with
   every graph, so replays draw fresh noise and the generators' states — saved in checkpoints — advance.
 - If a capture fails, that code path runs eagerly, with one warning that names the reason.
+
+On the CPU, ``compile="on"`` runs ``agent.train_step`` compiled by ``torch.compile`` instead, one compiled
+function per code path (``harness.compiling``); the minibatch draw and the metric sums stay eager around it.
+``"auto"`` compiles where ``harness.compiling.compile_pays_off`` says it pays (CPU, a run of ``updates`` long
+enough); ``"off"``: never.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 from algos.kit.agent import Agent
 from algos.kit.networks import bias_activation_fusion
 from algos.kit.seeds import SeedRandom
+from harness.compiling import CompiledSteps, compile_wanted
 from harness.data import TransitionBuffer
 
 GRAPH_MODES = ("auto", "off")
@@ -129,11 +135,15 @@ class TrainingStep:
     """Calls of this object train ``agent`` one step each; ``read_means`` gives each seed's mean metrics."""
 
     def __init__(self, agent: Agent, buffer: TransitionBuffer, batch_size: int, sampler: SeedRandom,
-                 cuda_graph: str = "auto", warmup: int = 3):
+                 cuda_graph: str = "auto", warmup: int = 3, compile: str = "off", updates: int | None = None):
         if cuda_graph not in GRAPH_MODES:
             raise ValueError(f"--cuda-graph must be one of {', '.join(GRAPH_MODES)}, got {cuda_graph!r}")
         self.agent, self.buffer, self.batch_size, self.sampler = agent, buffer, batch_size, sampler
         self.use_graph = cuda_graph == "auto" and agent.device.type == "cuda"
+        # a step captured as a CUDA graph is not compiled too (auto compiles on the CPU only)
+        self.compiled: CompiledSteps | None = None
+        if compile_wanted(compile, agent.name, agent.device, updates) and not self.use_graph:
+            self.compiled = CompiledSteps(agent)
         self.warmup = warmup
         self.paths: dict[Hashable, GraphedCall] = {}
         self.pool = GraphPool()
@@ -145,7 +155,10 @@ class TrainingStep:
     def mode(self) -> str:
         """How the steps ran: ``cuda-graph``; ``cuda-graph (partly)`` where some code path could not be
         captured; ``eager`` (no graph asked for, none captured, or every capture failed). A code path that
-        ran too few times to be captured (e.g. a renewal that happened once) is no failure."""
+        ran too few times to be captured (e.g. a renewal that happened once) is no failure. Compiled steps:
+        ``compiled``, ``compiled (partly)`` where some code path runs eagerly (``CompiledSteps.mode``)."""
+        if self.compiled is not None:
+            return self.compiled.mode
         if not self.use_graph:
             return "eager"
         captured = any(p.captured for p in self.paths.values())
@@ -167,7 +180,8 @@ class TrainingStep:
         self.count += 1
 
     def _step(self) -> None:
-        metrics = self.agent.train_step(self.buffer.sample(self.batch_size, self.sampler))
+        batch = self.buffer.sample(self.batch_size, self.sampler)
+        metrics = self.agent.train_step(batch) if self.compiled is None else self.compiled(batch)
         if self.sums is None:
             self.sums = {k: torch.zeros_like(v) for k, v in metrics.items()}
             if self.pending_sums is not None:

@@ -1,0 +1,364 @@
+"""The training step compiled for the CPU with ``torch.compile`` (inductor), one compiled function per code path.
+
+On the CPU a small-MLP update spends much of its time in Python, per-op dispatch and unfused elementwise
+passes; inductor fuses the elementwise work into vectorised C++ loops and runs each graph from one call.
+``CompiledCall`` compiles ``agent.train_step`` for one code path (``agent.graph_key()``) so that it trains
+exactly as the eager step does:
+
+- Random numbers: every draw of a training step goes through ``agent.rng`` (``algos.kit.seeds.SeedRandom``).
+  The first call of a code path runs eagerly with a ``RecordingRandom`` that logs each draw (method and
+  arguments, in order). Later calls draw those tensors eagerly from the real generators in the same order,
+  before the compiled call — so the generators advance exactly as in eager training and checkpoints stay
+  valid — and the compiled function takes them from a ``ReplayRandom`` put in ``agent.rng`` for the call.
+  A draw whose arguments are tensors computed inside the step (``multinomial``) cannot be drawn ahead: that
+  code path stays eager, and says so.
+- Learning rates become 0-d tensors (``set_lr`` then changes them in place): a Python float would be a
+  constant of the compiled graph, and a schedule would recompile it every step.
+- If compiling fails, or a code path keeps recompiling (its guards fail: the step reads Python state that
+  changes), that code path runs eagerly from then on, with one ``CompileFallbackWarning`` naming the reason.
+  A failure on the first compiled call restores the agent's state from before it and reruns the step eagerly.
+- Compiled artifacts are cached on disk across processes (inductor's FX graph cache and the AOT autograd
+  cache) under ``$FLOWBENCH_COMPILE_CACHE``, else ``$TORCHINDUCTOR_CACHE_DIR``, else
+  ``~/.cache/flowbench/inductor`` (``configure_compile_cache``), so the tests, the demo and a sweep's jobs
+  compile each code path once per machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Hashable
+
+import torch
+
+from algos.kit.agent import Agent, Batch
+from algos.kit.seeds import SeedRandom
+
+COMPILE_MODES = ("auto", "on", "off")
+# After its first compiled call a code path may compile again this many times (a new shape, a dynamo
+# recompile for a reason that goes away) before it counts as recompiling repeatedly and runs eagerly.
+MAX_RECOMPILES = 2
+# ``--compile auto`` compiles CPU runs of at least this many updates of these agents (``compile_pays_off``).
+# Measured here (results/timing/cpu_compile.md, 1 thread, updates per CPU-second, eager → compiled): FQL 48 → 57,
+# FlowQ 121 → 147, QIPO 45 → 52, QIPO-diff 37 → 47, FAWAC 52 → 62, FBRAC 28 → 32 (1.15–1.26×), each after a
+# cold compile of 28–38 s (6–9 s warm): 3–5 ms saved per update recovers a cold compile within about 10k
+# updates (FlowQ, 1.2 ms: 27k). Left eager: IQL (0.68×), IDQL (0.85×), flow BC (0.86×), BC (1.0×), SRPO (0.96×,
+# its policy phase runs eagerly), ReBRAC (1.13×, its actor step runs eagerly), IFQL (1.10×), Diffusion-QL (1.11×),
+# CAC (1.15×, but its cold compile fell back to eager once: a dynamo error that the warm run did not repeat).
+AUTO_MIN_UPDATES = 30_000
+AUTO_COMPILE_AGENTS: frozenset[str] = frozenset({"fql", "flowq", "qipo", "qipo_diff", "fawac", "fbrac"})
+
+
+class CompileFallbackWarning(UserWarning):
+    """A code path could not be compiled (or kept recompiling); it runs eagerly."""
+
+
+class UnreplayableDraw(Exception):
+    """A step drew random numbers whose arguments it computed itself: they cannot be drawn ahead."""
+
+
+def default_cache_dir() -> Path:
+    """Where compiled artifacts are kept: ``$FLOWBENCH_COMPILE_CACHE``, else ``$TORCHINDUCTOR_CACHE_DIR``, else
+    ``~/.cache/flowbench/inductor``."""
+    for var in ("FLOWBENCH_COMPILE_CACHE", "TORCHINDUCTOR_CACHE_DIR"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    return Path.home() / ".cache" / "flowbench" / "inductor"
+
+
+def configure_compile_cache() -> Path:
+    """Turns on inductor's on-disk caches (FX graphs, AOT autograd) in ``default_cache_dir()``; returns it.
+    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` whenever it looks up its cache, so setting it here, before the
+    first compile, is enough."""
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    path = default_cache_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+    inductor_config.fx_graph_cache = True
+    if hasattr(functorch_config, "enable_autograd_cache"):
+        functorch_config.enable_autograd_cache = True
+    return path
+
+
+def configure_dynamo() -> None:
+    """Dynamo's per-code-object recompile limit (8) counts every agent and code path of a process that runs
+    the same functions (``Agent.minimize``, the layers): a test process of every agent passes it. Raise it,
+    and make hitting it an error (caught: that code path falls back with a warning) rather than a silent
+    switch to eager."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, limit, max(getattr(config, limit), 256))
+    if hasattr(config, "accumulated_recompile_limit"):
+        config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4096)
+    if hasattr(config, "fail_on_recompile_limit_hit"):
+        config.fail_on_recompile_limit_hit = True
+
+
+def compile_pays_off(agent_name: str, device: torch.device, updates: int | None) -> bool:
+    """``--compile auto``: compile where it pays off — the CPU (CUDA has its CUDA graphs), an agent whose
+    compiled step measured faster (``AUTO_COMPILE_AGENTS``) and a run of at least ``AUTO_MIN_UPDATES``
+    updates (a cold compile costs tens of seconds here; see results/timing/cpu_compile.md)."""
+    return (device.type == "cpu" and agent_name in AUTO_COMPILE_AGENTS
+            and updates is not None and updates >= AUTO_MIN_UPDATES)
+
+
+def compile_wanted(mode: str, agent_name: str, device: torch.device, updates: int | None) -> bool:
+    """Whether ``--compile MODE`` compiles the training step: ``on`` always (where no CUDA graph is captured),
+    ``off`` never, ``auto`` where ``compile_pays_off``."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    return mode == "on" or (mode == "auto" and compile_pays_off(agent_name, device, updates))
+
+
+class RecordingRandom:
+    """``SeedRandom``'s draws, passed through to ``real`` and logged in order as ``(method, args)``."""
+
+    def __init__(self, real: SeedRandom):
+        self.real = real
+        self.log: list[tuple[str, tuple[Any, ...]]] = []
+        self.unreplayable: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "generators":  # drawing from the generators directly bypasses the log
+            self.unreplayable = self.unreplayable or "the step reads agent.rng.generators (draws not logged)"
+        return getattr(self.real, name)
+
+    def randn(self, shape: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        self.log.append(("randn", (tuple(shape), dtype)))
+        return self.real.randn(shape, dtype)
+
+    def rand(self, shape: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        self.log.append(("rand", (tuple(shape), dtype)))
+        return self.real.rand(shape, dtype)
+
+    def randint(self, high: int, shape: Any) -> torch.Tensor:
+        self.log.append(("randint", (int(high), tuple(shape))))
+        return self.real.randint(high, shape)
+
+    def multinomial(self, probs: torch.Tensor) -> torch.Tensor:
+        self.unreplayable = self.unreplayable or "the step draws multinomial samples from probabilities it computes"
+        return self.real.multinomial(probs)
+
+
+class ReplayRandom:
+    """Hands out tensors drawn ahead, in the order they were logged (inside the compiled step)."""
+
+    def __init__(self, log: list[tuple[str, tuple[Any, ...]]], seeds: int):
+        self.log, self.seeds = log, seeds
+        self.draws: list[torch.Tensor] = []
+        self.position = 0
+
+    def __len__(self) -> int:
+        return self.seeds
+
+    def _next(self, method: str) -> torch.Tensor:
+        expected = self.log[self.position][0]
+        if expected != method:  # decided while tracing: the step's draws differ from the logged ones
+            raise UnreplayableDraw(f"draw {self.position} is {method}, the first call drew {expected}")
+        draw = self.draws[self.position]
+        self.position += 1
+        return draw
+
+    def randn(self, shape: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return self._next("randn")
+
+    def rand(self, shape: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return self._next("rand")
+
+    def randint(self, high: int, shape: Any) -> torch.Tensor:
+        return self._next("randint")
+
+    def multinomial(self, probs: torch.Tensor) -> torch.Tensor:
+        raise UnreplayableDraw("multinomial draws depend on the step's own tensors")
+
+
+def tensor_learning_rates(agent: Agent) -> None:
+    """Every optimiser's learning rates as 0-d tensors (``Agent.set_lr`` fills them in place), so a schedule
+    does not change a constant of the compiled graph."""
+    for optimizer in agent.optimizers().values():
+        for group in optimizer.param_groups:
+            if not isinstance(group["lr"], torch.Tensor):
+                group["lr"] = torch.tensor(float(group["lr"]), device=agent.device)
+
+
+class StateSnapshot:
+    """The agent's training state (weights, optimiser state, generators, extra state), restored in place: the
+    tensors stay the same objects, so the other code paths' compiled functions (whose guards check them) stay
+    valid after a failed compile is undone."""
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+        self.generators = [g.get_state() for g in agent.generators]
+        self.modules = {k: {n: t.detach().clone() for n, t in m.state_dict().items()}
+                        for k, m in agent.modules().items()}
+        self.optimizers = {k: {p: {n: v.clone() if isinstance(v, torch.Tensor) else v for n, v in s.items()}
+                               for p, s in o.state.items()} for k, o in agent.optimizers().items()}
+        self.lrs = {k: [g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"] for g in o.param_groups]
+                    for k, o in agent.optimizers().items()}
+        self.extra = copy.deepcopy(agent.extra_state())
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        agent = self.agent
+        for g, state in zip(agent.generators, self.generators):
+            g.set_state(state)
+        for k, m in agent.modules().items():
+            for n, t in m.state_dict().items():
+                t.copy_(self.modules[k][n])
+        for k, o in agent.optimizers().items():
+            for p in list(o.state):
+                if p not in self.optimizers[k]:
+                    del o.state[p]  # state the failed call created
+                    continue
+                for n, v in self.optimizers[k][p].items():
+                    if isinstance(v, torch.Tensor):
+                        o.state[p][n].copy_(v)
+                    else:
+                        o.state[p][n] = v
+            for group, lr in zip(o.param_groups, self.lrs[k]):
+                if isinstance(lr, torch.Tensor):
+                    group["lr"].copy_(lr)
+                else:
+                    group["lr"] = lr
+            for p in (p for group in o.param_groups for p in group["params"]):
+                p.grad = None
+        agent.load_extra_state(copy.deepcopy(self.extra))
+
+
+class CompiledCall:
+    """``agent.train_step`` for one code path: eager with a recording rng on the first call, compiled after.
+
+    ``compiled_calls`` counts the calls that ran the compiled function; ``fallback_reason`` says why the
+    code path runs eagerly, if it does.
+    """
+
+    def __init__(self, agent: Agent, name: str):
+        self.agent, self.name = agent, name
+        self.log: list[tuple[str, tuple[Any, ...]]] | None = None
+        self.replay: ReplayRandom | None = None
+        self.compiled: Callable[[Batch], dict[str, torch.Tensor]] | None = None
+        self.graphs = 0  # graphs the backend compiled for this code path
+        self.graphs_after_first = -1
+        self.recompiles = 0
+        self.compiled_calls = 0
+        self.fallback_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the compiled function runs (or will, from the next call)."""
+        return self.fallback_reason is None
+
+    def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.fallback_reason is not None:
+            return self.agent.train_step(batch)
+        if self.log is None:
+            return self._record(batch)
+        return self._compiled(batch)
+
+    def _record(self, batch: Batch) -> dict[str, torch.Tensor]:
+        real = self.agent.rng
+        recorder = RecordingRandom(real)
+        self.agent.rng = recorder
+        try:
+            metrics = self.agent.train_step(batch)
+        finally:
+            self.agent.rng = real
+        if recorder.unreplayable:
+            self._fall_back(recorder.unreplayable)
+        self.log = recorder.log
+        self.replay = ReplayRandom(self.log, len(real))
+        return metrics
+
+    def _backend(self, gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Callable[..., Any]:
+        from torch._inductor.compile_fx import compile_fx
+
+        self.graphs += 1
+        return compile_fx(gm, example_inputs)
+
+    def _compiled(self, batch: Batch, dynamic: bool | None = None) -> dict[str, torch.Tensor]:
+        agent, replay = self.agent, self.replay
+        first = self.compiled is None
+        snapshot = StateSnapshot(agent) if first else None
+        if first:
+            tensor_learning_rates(agent)
+
+            def step(batch: Batch) -> dict[str, torch.Tensor]:
+                return agent.train_step(batch)
+            # dynamic=None: an int the step reads (agent.step) becomes symbolic after one recompile instead of
+            # recompiling every step; where that fails, static shapes are tried once more
+            self.compiled = torch.compile(step, backend=self._backend, dynamic=dynamic)
+        real = agent.rng
+        replay.draws = [getattr(real, method)(*args) for method, args in self.log]
+        replay.position = 0
+        agent.rng = replay
+        try:
+            metrics = self.compiled(batch)
+        except Exception as e:  # noqa: BLE001 — any compiler failure: run eagerly, and say why
+            agent.rng = real
+            if not first:
+                raise RuntimeError(f"compiled {self.name} failed after it had run (the step's state may be "
+                                   f"partly updated, so it is not rerun): {type(e).__name__}: {e}") from e
+            snapshot.restore()  # the generators too: the rerun draws the same numbers
+            if dynamic is None:
+                self.compiled = None
+                return self._compiled(batch, dynamic=False)
+            self._fall_back(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            return agent.train_step(batch)
+        finally:
+            agent.rng = real
+        if replay.position != len(self.log):
+            # every draw the first call made must be used (a draw skipped would shift later steps' numbers);
+            # the values of this call were right only if none is left, so stop here rather than diverge later
+            raise RuntimeError(f"compiled {self.name} used {replay.position} of its {len(self.log)} random draws")
+        self.compiled_calls += 1
+        if first:
+            self.graphs_after_first = self.graphs
+        elif self.graphs > self.graphs_after_first:
+            self.recompiles += 1
+            self.graphs_after_first = self.graphs
+            if self.recompiles > MAX_RECOMPILES:
+                self._fall_back(f"it recompiled {self.recompiles} times after its first compiled call (guards "
+                                f"failing: the step reads Python state that changes between calls)")
+        return metrics
+
+    def _fall_back(self, reason: str) -> None:
+        self.fallback_reason = reason
+        self.compiled = None
+        warnings.warn(f"compile off for {self.name}, running it eagerly: {reason}", CompileFallbackWarning,
+                      stacklevel=4)
+
+
+class CompiledSteps:
+    """One ``CompiledCall`` per code path of ``agent`` (``agent.graph_key()``)."""
+
+    def __init__(self, agent: Agent):
+        configure_compile_cache()
+        configure_dynamo()
+        self.agent = agent
+        self.paths: dict[Hashable, CompiledCall] = {}
+
+    def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
+        key = self.agent.graph_key()
+        if key not in self.paths:
+            self.paths[key] = CompiledCall(self.agent, f"{type(self.agent).__name__}.train_step (code path {key!r})")
+        return self.paths[key](batch)
+
+    @property
+    def compiled_calls(self) -> int:
+        return sum(p.compiled_calls for p in self.paths.values())
+
+    @property
+    def mode(self) -> str:
+        """``compiled``; ``compiled (partly)`` where some code path runs eagerly; ``eager`` where none compiled."""
+        compiled = any(p.compiled_calls for p in self.paths.values())
+        failed = any(p.fallback_reason for p in self.paths.values())
+        return ("compiled (partly)" if failed else "compiled") if compiled else "eager"
