@@ -1,4 +1,4 @@
-"""flowbench's eager FQL update against the official JAX FQL update, in alternating rounds of one run.
+"""flowbench's FQL update, eager and compiled, against the official JAX FQL update, in alternating rounds of one run.
 
 Both train FQL on ``toy/bimodal-v0`` (its obs and action dims, 2 and 2, and its transitions) as a run with
 ``--profile cpu`` does: actor and critic MLPs 2×256, α = 0.3 (the ``toy/*`` preset), K = 10, batch 256,
@@ -72,12 +72,14 @@ class JaxRounds:
         self.proc.wait()
 
 
-def flowbench_trainer(data: data_lib.OfflineData, flow_steps: int, batch_size: int, seed: int) -> Trainer:
-    """FQL as a ``--profile cpu`` run on ``data`` builds it (the dataset's presets), one seed, eager."""
+def flowbench_trainer(data: data_lib.OfflineData, flow_steps: int, batch_size: int, seed: int,
+                      compile: str = "off") -> Trainer:
+    """FQL as a ``--profile cpu`` run on ``data`` builds it (the dataset's presets), one seed, eager or with its
+    step compiled (``compile="on"``, harness.compiling)."""
     config = resolve_config("fql", {"sampling_steps": flow_steps, "batch_size": batch_size}, "cpu", data.dataset_id)
     agent = make_seeded_agent("fql", data.obs_dim, data.act_dim, config, [seed], "cpu")
     buffer = data_lib.TransitionBuffer(data, "cpu", reward_transform=config.reward_transform)
-    return Trainer(agent, buffer, [seed], config.batch_size, cuda_graph="off")
+    return Trainer(agent, buffer, [seed], config.batch_size, cuda_graph="off", compile=compile)
 
 
 def flowbench_round(trainer: Trainer, n: int) -> float:
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="flowbench's intra-op threads (default: torch's, one per core)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-compiled", action="store_true",
+                        help="time flowbench eager only (default: also its compiled step, as a third side)")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the rounds and summary here")
     args = parser.parse_args(argv)
 
@@ -125,9 +129,15 @@ def main(argv: list[str] | None = None) -> int:
              "torch_threads": torch.get_num_threads(), "dataset": DATASET,
              "flowbench_config": repr(trainer.agent.config)}
     print(json.dumps(setup), flush=True)
-    trainer.train(args.warmup)
-
     sides = {"jax": jax_rounds, "flowbench": lambda n: flowbench_round(trainer, n)}
+    trainers = [trainer]
+    if not args.no_compiled:
+        compiled = flowbench_trainer(data, args.flow_steps, args.batch_size, args.seed, compile="on")
+        sides["flowbench_compiled"] = lambda n: flowbench_round(compiled, n)
+        trainers.append(compiled)
+    for t in trainers:  # the compiled side's warm-up compiles its code path
+        t.train(args.warmup)
+
     rates: dict[str, list[float]] = {name: [] for name in sides}
     for r in range(args.rounds):
         for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
@@ -142,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
                "jax_updates_per_s": medians["jax"], "flowbench_updates_per_s": medians["flowbench"],
                "ratio_jax_over_flowbench": medians["jax"] / medians["flowbench"],
                "ratio_per_round": [j / f for j, f in zip(rates["jax"], rates["flowbench"])]}
+    if "flowbench_compiled" in medians:
+        summary.update(flowbench_compiled_updates_per_s=medians["flowbench_compiled"],
+                       ratio_compiled_over_eager=medians["flowbench_compiled"] / medians["flowbench"],
+                       ratio_jax_over_compiled=medians["jax"] / medians["flowbench_compiled"])
     print(json.dumps(summary), flush=True)
     if args.json_out:
         args.json_out.write_text(json.dumps({"setup": setup, "rates": rates, "summary": summary}, indent=1) + "\n")
