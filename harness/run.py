@@ -30,14 +30,13 @@ from algos.kit.agent import Agent
 from algos.kit.registry import get_agent_class, make_agent, matching_presets
 from harness import data as data_lib
 from harness import rundir
-from harness.compiling import compile_wanted
 from harness.files import load_checkpoint, remove_temporaries
 from harness.locks import run_dir_locks
 from harness.online import check_online
 from harness.provenance import config_hash, git_commit, package_versions
 from harness.tracking import TrackerSettings
 from harness.trainer import Progress, RunDiverged, RunInterrupted, RunTrainer
-from harness.training import GRAPH_MODES, resolve_device
+from harness.training import GRAPH_MODES, resolve_device, step_compiles
 
 __all__ = ["RunConfigMismatch", "RunDiverged", "RunInterrupted", "RunSpec", "finished_summary", "identity_diff",
            "load_run_agent", "prepare", "run_identity", "train", "train_seeds"]
@@ -124,9 +123,7 @@ def prepare(spec: RunSpec, data: data_lib.OfflineData | None = None, agent_confi
     if spec.cuda_graph not in GRAPH_MODES:
         raise ValueError(f"--cuda-graph must be one of {', '.join(GRAPH_MODES)}, got {spec.cuda_graph!r}")
     device = resolve_device(spec.device)
-    # whether this run compiles its training step (auto decides from the device, algorithm and length)
-    compiles = compile_wanted(spec.compile, spec.algo, device, spec.total_steps) and not (
-        device.type == "cuda" and spec.cuda_graph == "auto")
+    compiles = step_compiles(spec.compile, spec.cuda_graph, spec.algo, device, spec.total_steps)
     spec.tracker.check()  # a tracker whose package is missing is an error now, not after training
     data = data or data_lib.load(spec.dataset, normalize_obs=spec.normalize_obs)
     identity = run_identity(spec, agent_config)

@@ -61,7 +61,6 @@ class Trainer:
     def __init__(self, agent: Agent, buffer: data_lib.TransitionBuffer, seeds: Sequence[int], batch_size: int,
                  cuda_graph: str = "auto", compile: str = "off", updates: int | None = None):
         self.agent, self.batch_size, self.cuda_graph = agent, batch_size, cuda_graph
-        self.compile, self.updates = compile, updates
         self.samplers = [torch.Generator(device=agent.device).manual_seed(seed) for seed in seeds]
         self.step_fn = TrainingStep(agent, buffer, batch_size, SeedRandom(self.samplers, agent.device), cuda_graph,
                                     compile=compile, updates=updates)

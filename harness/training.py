@@ -56,6 +56,17 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def uses_cuda_graph(cuda_graph: str, device: torch.device) -> bool:
+    """Whether ``--cuda-graph MODE`` captures the training step: ``auto`` on CUDA."""
+    return cuda_graph == "auto" and device.type == "cuda"
+
+
+def step_compiles(compile: str, cuda_graph: str, agent_name: str, device: torch.device, updates: int | None) -> bool:
+    """Whether a training step is compiled: as ``--compile`` asks (``harness.compiling.compile_wanted``), and never
+    a step captured as a CUDA graph."""
+    return compile_wanted(compile, agent_name, device, updates) and not uses_cuda_graph(cuda_graph, device)
+
+
 class GraphFallbackWarning(UserWarning):
     """A CUDA graph could not be captured; that call runs eagerly."""
 
@@ -139,10 +150,9 @@ class TrainingStep:
         if cuda_graph not in GRAPH_MODES:
             raise ValueError(f"--cuda-graph must be one of {', '.join(GRAPH_MODES)}, got {cuda_graph!r}")
         self.agent, self.buffer, self.batch_size, self.sampler = agent, buffer, batch_size, sampler
-        self.use_graph = cuda_graph == "auto" and agent.device.type == "cuda"
-        # a step captured as a CUDA graph is not compiled too (auto compiles on the CPU only)
+        self.use_graph = uses_cuda_graph(cuda_graph, agent.device)
         self.compiled: CompiledSteps | None = None
-        if compile_wanted(compile, agent.name, agent.device, updates) and not self.use_graph:
+        if step_compiles(compile, cuda_graph, agent.name, agent.device, updates):
             self.compiled = CompiledSteps(agent)
         self.warmup = warmup
         self.paths: dict[Hashable, GraphedCall] = {}
