@@ -5,6 +5,11 @@ passes; inductor fuses the elementwise work into vectorised C++ loops and runs e
 ``CompiledCall`` compiles ``agent.train_step`` for one code path (``agent.graph_key()``) so that it trains
 exactly as the eager step does:
 
+- One graph per code path: while compiling, ``Agent.minimize`` and ``Agent.coast`` run their functional form
+  (``algos/kit/traced_optim.py``: ``torch.autograd.grad``, which dynamo traces with ``trace_autograd_ops``, and
+  Adam's arithmetic on the optimiser's own state), so losses, gradients and optimiser steps of every network
+  compile together, where ``backward()`` and ``optimizer.step()`` would break the graph at each call.
+
 - Random numbers: every draw of a training step goes through ``agent.rng`` (``algos.kit.seeds.SeedRandom``).
   The first call of a code path runs eagerly with a ``RecordingRandom`` that logs each draw (method and
   arguments, in order). Later calls draw those tensors eagerly from the real generators in the same order,
@@ -41,14 +46,14 @@ COMPILE_MODES = ("auto", "on", "off")
 # recompile for a reason that goes away) before it counts as recompiling repeatedly and runs eagerly.
 MAX_RECOMPILES = 2
 # ``--compile auto`` compiles CPU runs of at least this many updates of these agents (``compile_pays_off``).
-# Measured here (results/timing/cpu_compile.md, 1 thread, updates per CPU-second, eager → compiled): FQL 48 → 57,
-# FlowQ 121 → 147, QIPO 45 → 52, QIPO-diff 37 → 47, FAWAC 52 → 62, FBRAC 28 → 32 (1.15–1.26×), each after a
-# cold compile of 28–38 s (6–9 s warm): 3–5 ms saved per update recovers a cold compile within about 10k
-# updates (FlowQ, 1.2 ms: 27k). Left eager: IQL (0.68×), IDQL (0.85×), flow BC (0.86×), BC (1.0×), SRPO (0.96×,
-# its policy phase runs eagerly), ReBRAC (1.13×, its actor step runs eagerly), IFQL (1.10×), Diffusion-QL (1.11×),
-# CAC (1.15×, but its cold compile fell back to eager once: a dynamo error that the warm run did not repeat).
+# Measured here (results/timing/cpu_compile.md: default threads, eager and compiled alternating in one process),
+# compiled / eager: 1.4–2.2× for every agent but flow BC (1.21×), after a cold compile of 18–85 s (4–18 s warm);
+# the updates a cold compile takes to pay for itself, cold seconds / (eager − compiled seconds per update):
+# 3k (FBRAC, SRPO) to 14k (BC), flow BC 38k — left eager by auto.
 AUTO_MIN_UPDATES = 30_000
-AUTO_COMPILE_AGENTS: frozenset[str] = frozenset({"fql", "flowq", "qipo", "qipo_diff", "fawac", "fbrac"})
+AUTO_COMPILE_AGENTS: frozenset[str] = frozenset({
+    "bc", "cac", "diffusion_ql", "fawac", "fbrac", "flowq", "fql", "idql", "ifql", "iql", "qipo", "qipo_diff",
+    "rebrac", "srpo"})
 
 
 class CompileFallbackWarning(UserWarning):
@@ -98,6 +103,21 @@ def configure_dynamo() -> None:
         config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4096)
     if hasattr(config, "fail_on_recompile_limit_hit"):
         config.fail_on_recompile_limit_hit = True
+    # trace torch.autograd.grad into the graph: the whole update (losses, gradients, Adam) becomes one graph
+    # (algos/kit/traced_optim.py), where backward() and optimizer.step() would each break it
+    if hasattr(config, "trace_autograd_ops"):
+        config.trace_autograd_ops = True
+
+
+def configure_inductor() -> None:
+    """tanh as ``2 / (1 + exp(-2x)) - 1`` in inductor's C++ kernels (``cpp.use_decompose_tanh``): GELU in its tanh
+    form is every MLP layer's activation here, and the decomposed form halved its kernels' time in the compiled
+    FQL step (6.1 → 3.1 ms of 21 per update, profiled, one process) at the same accuracy (a GELU of 256×256
+    N(0, 9) inputs: largest error against float64 5.0e-7, eager's 4.3e-7; ±inf and NaN as eager)."""
+    import torch._inductor.config as inductor_config
+
+    if hasattr(inductor_config.cpp, "use_decompose_tanh"):
+        inductor_config.cpp.use_decompose_tanh = True
 
 
 def compile_pays_off(agent_name: str, device: torch.device, updates: int | None) -> bool:
@@ -343,6 +363,7 @@ class CompiledSteps:
     def __init__(self, agent: Agent):
         configure_compile_cache()
         configure_dynamo()
+        configure_inductor()
         self.agent = agent
         self.paths: dict[Hashable, CompiledCall] = {}
 

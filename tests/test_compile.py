@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from algos import REGISTRY, make_agent, resolve_config
+from algos.kit.agent import Agent
 from algos.kit.seeds import SeedRandom
+from algos.kit.traced_optim import adam_step
 from harness.compiling import CompileFallbackWarning, CompiledSteps
 from harness.timing import synthetic_buffer
 from harness.training import TrainingStep
@@ -28,12 +30,7 @@ PATH_OVERRIDES: dict[str, dict] = {
 }
 # Code paths that cannot run compiled, and why (a substring of the reason): each must fall back, with a warning
 # naming it; every other code path must run compiled.
-EAGER_PATHS: dict[str, dict] = {
-    # the actor step backpropagates twice through one compiled forward graph (critic and actor losses)
-    "rebrac": {True: "backward through the graph a second time"},
-    # a guard on a frame's stack object (after torch.autograd.grad) fails every call: it keeps recompiling
-    "srpo": {"policy": "recompiled"},
-}
+EAGER_PATHS: dict[str, dict] = {}
 
 
 def small_config(name: str):
@@ -106,3 +103,40 @@ def test_compile_on_is_recorded_in_config_and_summary_and_a_bad_value_exits_2(mi
     assert "compiled" in done.stdout
     bad = flowbench(*args[:-1], str(tmp_path / "bad"), "--compile", "maybe")
     assert bad.returncode == 2 and "--compile" in bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["adam", "adam_l2", "adamw"])
+def test_traced_adam_step_is_torchs_fused_adam(kind):
+    """``adam_step`` (the optimiser step of a compiled update) against ``torch.optim.Adam``/``AdamW`` (fused, as
+    ``Agent.adam`` builds them) over steps with gradients, a skipped parameter and a zero-gradient (coast) step,
+    at a learning rate a schedule has changed."""
+    torch.manual_seed(0)
+    shapes = [(3, 4, 5), (3, 1, 5), (3, 7)]
+    eager = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    traced = [torch.nn.Parameter(p.detach().clone()) for p in eager]
+
+    def optimizer(params):
+        groups = [{"params": params[:2], "lr": 1e-2}, {"params": params[2:], "lr": 3e-3}]
+        if kind == "adamw":
+            return torch.optim.AdamW(groups, weight_decay=0.1, fused=True)
+        return torch.optim.Adam(groups, weight_decay=0.01 if kind == "adam_l2" else 0.0, fused=True)
+    eager_opt, traced_opt = optimizer(eager), optimizer(traced)
+    for step in range(6):
+        grads = [torch.randn(s) if step != 3 else torch.zeros(s) for s in shapes]
+        skip = 1 if step == 2 else None  # a parameter without a gradient on this step
+        if step == 4:
+            for opt in (eager_opt, traced_opt):
+                Agent.set_lr(opt, 5e-3)
+        for i, p in enumerate(eager):
+            p.grad = None if i == skip else grads[i].clone()
+        eager_opt.step()
+        if step == 0:  # the first step runs eagerly in a compiled run too: it creates the optimiser state
+            for i, p in enumerate(traced):
+                p.grad = grads[i].clone()
+            traced_opt.step()
+            for group in traced_opt.param_groups:  # as harness.compiling.tensor_learning_rates makes them
+                group["lr"] = torch.tensor(group["lr"])
+            continue
+        adam_step(traced_opt, {id(p): grads[i].clone() for i, p in enumerate(traced) if i != skip})
+        for a, b in zip(eager, traced):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)

@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Hashable, Iterable, NamedTuple, Sequence
 import torch
 
 from algos.kit.config import AgentConfig
-from algos.kit.seeds import SeedRandom, clip_grad_norm_per_seed, stack_seed_states
+from algos.kit.seeds import SeedRandom, clip_grads_per_seed, stack_seed_states
+from algos.kit.traced_optim import traced_coast, traced_minimize
 
 
 class Batch(NamedTuple):
@@ -246,10 +247,12 @@ class Agent:
         """One optimiser step on the per-seed ``loss`` ``[S]`` (their sum: seed i's parameters get seed
         i's gradient; parameters without a gradient are left alone), optionally clipping each seed's
         gradient norm over ``clip_params``; returns the detached ``[S]`` loss."""
+        if torch.compiler.is_compiling():  # the same update, traceable into one graph with the losses
+            return traced_minimize(optimizer, loss, clip_params, max_grad_norm)
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         if clip_params is not None and max_grad_norm > 0:
-            clip_grad_norm_per_seed(list(clip_params), max_grad_norm)
+            clip_grads_per_seed([p.grad for p in clip_params if p.grad is not None], max_grad_norm)
         optimizer.step()
         return loss.detach()
 
@@ -258,6 +261,9 @@ class Agent:
         """An optimiser step with zero gradients: Adam's parameters still move on their momentum. This is
         what a reference that trains several networks with one optax Adam does to a network whose loss
         is switched off on this step (ReBRAC's actor between its delayed updates)."""
+        if torch.compiler.is_compiling():
+            traced_coast(optimizer)
+            return
         for group in optimizer.param_groups:
             for p in group["params"]:
                 if p.requires_grad:  # reuse the last step's gradient buffers (this runs every other update)

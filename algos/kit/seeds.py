@@ -65,10 +65,10 @@ def per_seed(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], *([1] * (like.dim() - 1)))
 
 
-def clip_grad_norm_per_seed(parameters: Sequence[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
-    """``torch.nn.utils.clip_grad_norm_`` for each seed on its own: seed ``i``'s gradients are scaled
-    by ``min(1, max_norm / (‖g_i‖ + 1e-6))`` where ``‖g_i‖`` is its norm over all ``parameters``."""
-    grads = [p.grad for p in parameters if p.grad is not None]
+def clip_grads_per_seed(grads: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` for each seed on its own, in place: seed ``i``'s gradients are
+    scaled by ``min(1, max_norm / (‖g_i‖ + 1e-6))`` where ``‖g_i‖`` is its norm over all ``grads``; returns
+    the norms ``[S]``."""
     norms = torch.stack([g.reshape(g.shape[0], -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
     coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for g in grads:
