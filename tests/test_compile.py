@@ -28,9 +28,6 @@ PATH_OVERRIDES: dict[str, dict] = {
     "cac": {"ema_start": 3, "ema_every": 2},
     "srpo": {"pretrain_steps": 5},
 }
-# Code paths that cannot run compiled, and why (a substring of the reason): each must fall back, with a warning
-# naming it; every other code path must run compiled.
-EAGER_PATHS: dict[str, dict] = {}
 
 
 def small_config(name: str):
@@ -70,16 +67,14 @@ def test_compiled_training_matches_eager_on_every_code_path(name):
         compiled, step, keys, metrics = train(name, "on")
     assert keys == eager_keys
     paths: CompiledSteps = step.compiled
-    fallbacks = {key: path.fallback_reason for key, path in paths.paths.items() if path.fallback_reason}
-    expected_eager = EAGER_PATHS.get(name, {})
-    assert fallbacks.keys() == expected_eager.keys(), fallbacks
-    for key, reason in expected_eager.items():
-        assert reason in fallbacks[key] and any(reason in str(w.message) for w in caught), fallbacks[key]
-    # every other code path that ran twice or more ran compiled (its first call records the random draws)
-    for key in set(keys) - set(expected_eager):
+    # no code path falls back to eager, and every one that ran twice or more ran compiled (its first call
+    # records the random draws)
+    fallbacks = [str(w.message) for w in caught if issubclass(w.category, CompileFallbackWarning)]
+    assert not fallbacks, fallbacks
+    for key in set(keys):
         expected = keys.count(key) - 1
         assert paths.paths[key].compiled_calls == expected, (key, paths.paths[key].compiled_calls, expected)
-    assert step.mode == ("compiled (partly)" if expected_eager else "compiled")
+    assert step.mode == "compiled"
     for i, (a, b) in enumerate(zip(eager_metrics, metrics)):
         assert a.keys() == b.keys()
         for k in a:
