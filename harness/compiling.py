@@ -2,19 +2,22 @@
 
 On the CPU a small-MLP update spends much of its time in Python, per-op dispatch and unfused elementwise
 passes; inductor fuses the elementwise work into vectorised C++ loops and runs each graph from one call.
-``CompiledCall`` compiles ``agent.train_step`` for one code path (``agent.graph_key()``) so that it trains
-exactly as the eager step does:
+``CompiledCall`` compiles one training step — the minibatch drawn from the buffer, then ``agent.train_step`` on
+it, the unit a CUDA graph captures — for one code path (``agent.graph_key()``) so that it trains exactly as the
+eager step does:
 
 - One graph per code path: while compiling, ``Agent.minimize`` and ``Agent.coast`` run their functional form
   (``algos/kit/traced_optim.py``: ``torch.autograd.grad``, which dynamo traces with ``trace_autograd_ops``, and
   Adam's arithmetic on the optimiser's own state), so losses, gradients and optimiser steps of every network
   compile together, where ``backward()`` and ``optimizer.step()`` would break the graph at each call.
 
-- Random numbers: every draw of a training step goes through ``agent.rng`` (``algos.kit.seeds.SeedRandom``).
-  The first call of a code path runs eagerly with a ``RecordingRandom`` that logs each draw (method and
-  arguments, in order). Later calls draw those tensors eagerly from the real generators in the same order,
-  before the compiled call — so the generators advance exactly as in eager training and checkpoints stay
-  valid — and the compiled function takes them from a ``ReplayRandom`` put in ``agent.rng`` for the call.
+- Random numbers: every draw of a training step goes through the minibatch sampler or ``agent.rng`` (each an
+  ``algos.kit.seeds.SeedRandom``). The first call of a code path runs eagerly with a ``RecordingRandom`` in
+  place of each, which logs every draw (method and arguments, in order). Later calls draw those tensors eagerly
+  from the real generators in the same order (the minibatch's first, as the eager step draws them), before the
+  compiled call — so the generators advance exactly as in eager training and checkpoints stay valid — and the
+  compiled function takes them from a ``ReplayRandom`` in each one's place: the minibatch's rows are drawn
+  outside, its gathers from the buffer compile with the rest of the step.
   A draw whose arguments are tensors computed inside the step (``multinomial``) cannot be drawn ahead: that
   code path stays eager, and says so.
 - Learning rates become 0-d tensors (``set_lr`` then changes them in place): a Python float would be a
@@ -34,7 +37,7 @@ import copy
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Protocol
 
 import torch
 
@@ -47,13 +50,20 @@ COMPILE_MODES = ("auto", "on", "off")
 MAX_RECOMPILES = 2
 # ``--compile auto`` compiles CPU runs of at least this many updates of these agents (``compile_pays_off``).
 # Measured here (results/timing/cpu_compile.md: default threads, eager and compiled alternating in one process),
-# compiled / eager: 1.4–2.2× for every agent but flow BC (1.21×), after a cold compile of 18–85 s (4–18 s warm);
-# the updates a cold compile takes to pay for itself, cold seconds / (eager − compiled seconds per update):
-# 3k (FBRAC, SRPO) to 14k (BC), flow BC 38k — left eager by auto.
+# compiled / eager: 1.4–2.3× for every agent but SRPO (1.03× there, 1.1–1.5× in other runs: its update is
+# mostly 1024-wide matrix products, which compiling does not speed up), after a cold compile of 22–82 s (4–20 s
+# warm); the updates a cold compile takes to pay for itself, cold seconds / (eager − compiled seconds per
+# update): 3k (Diffusion-QL) to 14k (BC, flow BC) for all but SRPO (~0.3M at 1.03×, which a full SRPO run exceeds).
 AUTO_MIN_UPDATES = 30_000
 AUTO_COMPILE_AGENTS: frozenset[str] = frozenset({
-    "bc", "cac", "diffusion_ql", "fawac", "fbrac", "flowq", "fql", "idql", "ifql", "iql", "qipo", "qipo_diff",
-    "rebrac", "srpo"})
+    "bc", "cac", "diffusion_ql", "fawac", "fbrac", "flow_bc", "flowq", "fql", "idql", "ifql", "iql", "qipo",
+    "qipo_diff", "rebrac", "srpo"})
+
+
+class MinibatchSource(Protocol):
+    """What a step draws its minibatch from (``harness.data.TransitionBuffer``, ``harness.online.OnlineReplay``)."""
+
+    def sample(self, batch_size: int, rng: SeedRandom) -> Batch: ...
 
 
 class CompileFallbackWarning(UserWarning):
@@ -211,13 +221,14 @@ def tensor_learning_rates(agent: Agent) -> None:
 
 
 class StateSnapshot:
-    """The agent's training state (weights, optimiser state, generators, extra state), restored in place: the
-    tensors stay the same objects, so the other code paths' compiled functions (whose guards check them) stay
-    valid after a failed compile is undone."""
+    """The agent's training state (weights, optimiser state, generators, extra state) and the minibatch
+    sampler's generators, restored in place: the tensors stay the same objects, so the other code paths'
+    compiled functions (whose guards check them) stay valid after a failed compile is undone."""
 
-    def __init__(self, agent: Agent):
+    def __init__(self, agent: Agent, sampler: SeedRandom):
         self.agent = agent
-        self.generators = [g.get_state() for g in agent.generators]
+        self.generators = [*agent.generators, *sampler.generators]
+        self.generator_states = [g.get_state() for g in self.generators]
         self.modules = {k: {n: t.detach().clone() for n, t in m.state_dict().items()}
                         for k, m in agent.modules().items()}
         self.optimizers = {k: {p: {n: v.clone() if isinstance(v, torch.Tensor) else v for n, v in s.items()}
@@ -229,7 +240,7 @@ class StateSnapshot:
     @torch.no_grad()
     def restore(self) -> None:
         agent = self.agent
-        for g, state in zip(agent.generators, self.generators):
+        for g, state in zip(self.generators, self.generator_states):
             g.set_state(state)
         for k, m in agent.modules().items():
             for n, t in m.state_dict().items():
@@ -255,17 +266,21 @@ class StateSnapshot:
 
 
 class CompiledCall:
-    """``agent.train_step`` for one code path: eager with a recording rng on the first call, compiled after.
+    """One training step of one code path (a minibatch of ``batch_size`` from ``buffer`` drawn with ``sampler``,
+    then ``agent.train_step`` on it): eager with recording rngs on the first call, compiled after.
 
     ``compiled_calls`` counts the calls that ran the compiled function; ``fallback_reason`` says why the
     code path runs eagerly, if it does.
     """
 
-    def __init__(self, agent: Agent, name: str):
-        self.agent, self.name = agent, name
-        self.log: list[tuple[str, tuple[Any, ...]]] | None = None
+    def __init__(self, agent: Agent, buffer: MinibatchSource, batch_size: int, sampler: SeedRandom, name: str):
+        self.agent, self.buffer, self.batch_size, self.sampler, self.name = agent, buffer, batch_size, sampler, name
+        self.batch_rng: Any = sampler  # what the step draws its minibatch with: the sampler, or its stand-in
+        self.log: list[tuple[str, tuple[Any, ...]]] | None = None  # the agent's draws
+        self.batch_log: list[tuple[str, tuple[Any, ...]]] | None = None  # the minibatch's draws
         self.replay: ReplayRandom | None = None
-        self.compiled: Callable[[Batch], dict[str, torch.Tensor]] | None = None
+        self.batch_replay: ReplayRandom | None = None
+        self.compiled: Callable[[], dict[str, torch.Tensor]] | None = None
         self.graphs = 0  # graphs the backend compiled for this code path
         self.graphs_after_first = -1
         self.recompiles = 0
@@ -277,25 +292,31 @@ class CompiledCall:
         """Whether the compiled function runs (or will, from the next call)."""
         return self.fallback_reason is None
 
-    def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if self.fallback_reason is not None:
-            return self.agent.train_step(batch)
-        if self.log is None:
-            return self._record(batch)
-        return self._compiled(batch)
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """The step as it runs eagerly, and as it is compiled (with ``batch_rng`` and ``agent.rng`` replaying)."""
+        return self.agent.train_step(self.buffer.sample(self.batch_size, self.batch_rng))
 
-    def _record(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def __call__(self) -> dict[str, torch.Tensor]:
+        if self.fallback_reason is not None:
+            return self.train_step()
+        if self.log is None:
+            return self._record()
+        return self._compiled()
+
+    def _record(self) -> dict[str, torch.Tensor]:
         real = self.agent.rng
-        recorder = RecordingRandom(real)
-        self.agent.rng = recorder
+        recorder, batch_recorder = RecordingRandom(real), RecordingRandom(self.sampler)
+        self.agent.rng, self.batch_rng = recorder, batch_recorder
         try:
-            metrics = self.agent.train_step(batch)
+            metrics = self.train_step()
         finally:
-            self.agent.rng = real
-        if recorder.unreplayable:
-            self._fall_back(recorder.unreplayable)
-        self.log = recorder.log
+            self.agent.rng, self.batch_rng = real, self.sampler
+        unreplayable = batch_recorder.unreplayable or recorder.unreplayable
+        if unreplayable:
+            self._fall_back(unreplayable)
+        self.log, self.batch_log = recorder.log, batch_recorder.log
         self.replay = ReplayRandom(self.log, len(real))
+        self.batch_replay = ReplayRandom(self.batch_log, len(self.sampler))
         return metrics
 
     def _backend(self, gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Callable[..., Any]:
@@ -304,41 +325,41 @@ class CompiledCall:
         self.graphs += 1
         return compile_fx(gm, example_inputs)
 
-    def _compiled(self, batch: Batch, dynamic: bool | None = None) -> dict[str, torch.Tensor]:
-        agent, replay = self.agent, self.replay
+    def _compiled(self, dynamic: bool | None = None) -> dict[str, torch.Tensor]:
+        agent, replay, batch_replay = self.agent, self.replay, self.batch_replay
         first = self.compiled is None
-        snapshot = StateSnapshot(agent) if first else None
+        snapshot = StateSnapshot(agent, self.sampler) if first else None
         if first:
             tensor_learning_rates(agent)
-
-            def step(batch: Batch) -> dict[str, torch.Tensor]:
-                return agent.train_step(batch)
             # dynamic=None: an int the step reads (agent.step) becomes symbolic after one recompile instead of
             # recompiling every step; where that fails, static shapes are tried once more
-            self.compiled = torch.compile(step, backend=self._backend, dynamic=dynamic)
+            self.compiled = torch.compile(self.train_step, backend=self._backend, dynamic=dynamic)
         real = agent.rng
+        # drawn in the eager step's order: the minibatch's rows, then the agent's numbers
+        batch_replay.draws = [getattr(self.sampler, method)(*args) for method, args in self.batch_log]
         replay.draws = [getattr(real, method)(*args) for method, args in self.log]
-        replay.position = 0
-        agent.rng = replay
+        replay.position = batch_replay.position = 0
+        agent.rng, self.batch_rng = replay, batch_replay
         try:
-            metrics = self.compiled(batch)
+            metrics = self.compiled()
         except Exception as e:  # noqa: BLE001 — any compiler failure: run eagerly, and say why
-            agent.rng = real
+            agent.rng, self.batch_rng = real, self.sampler
             if not first:
                 raise RuntimeError(f"compiled {self.name} failed after it had run (the step's state may be "
                                    f"partly updated, so it is not rerun): {type(e).__name__}: {e}") from e
             snapshot.restore()  # the generators too: the rerun draws the same numbers
             if dynamic is None:
                 self.compiled = None
-                return self._compiled(batch, dynamic=False)
+                return self._compiled(dynamic=False)
             self._fall_back(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            return agent.train_step(batch)
+            return self.train_step()
         finally:
-            agent.rng = real
-        if replay.position != len(self.log):
-            # every draw the first call made must be used (a draw skipped would shift later steps' numbers);
-            # the values of this call were right only if none is left, so stop here rather than diverge later
-            raise RuntimeError(f"compiled {self.name} used {replay.position} of its {len(self.log)} random draws")
+            agent.rng, self.batch_rng = real, self.sampler
+        for used, log in ((replay.position, self.log), (batch_replay.position, self.batch_log)):
+            if used != len(log):
+                # every draw the first call made must be used (a draw skipped would shift later steps' numbers);
+                # the values of this call were right only if none is left, so stop here rather than diverge later
+                raise RuntimeError(f"compiled {self.name} used {used} of its {len(log)} random draws")
         self.compiled_calls += 1
         if first:
             self.graphs_after_first = self.graphs
@@ -358,20 +379,22 @@ class CompiledCall:
 
 
 class CompiledSteps:
-    """One ``CompiledCall`` per code path of ``agent`` (``agent.graph_key()``)."""
+    """One ``CompiledCall`` per code path of ``agent`` (``agent.graph_key()``): calls train one step each, on a
+    minibatch of ``batch_size`` drawn from ``buffer`` with ``sampler``; they return the step's metrics."""
 
-    def __init__(self, agent: Agent):
+    def __init__(self, agent: Agent, buffer: MinibatchSource, batch_size: int, sampler: SeedRandom):
         configure_compile_cache()
         configure_dynamo()
         configure_inductor()
-        self.agent = agent
+        self.agent, self.buffer, self.batch_size, self.sampler = agent, buffer, batch_size, sampler
         self.paths: dict[Hashable, CompiledCall] = {}
 
-    def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def __call__(self) -> dict[str, torch.Tensor]:
         key = self.agent.graph_key()
         if key not in self.paths:
-            self.paths[key] = CompiledCall(self.agent, f"{type(self.agent).__name__}.train_step (code path {key!r})")
-        return self.paths[key](batch)
+            self.paths[key] = CompiledCall(self.agent, self.buffer, self.batch_size, self.sampler,
+                                           f"{type(self.agent).__name__}.train_step (code path {key!r})")
+        return self.paths[key]()
 
     @property
     def compiled_calls(self) -> int:

@@ -15,8 +15,9 @@ replay. Nothing is read back to the host until ``read_means()`` at a logging ste
   every graph, so replays draw fresh noise and the generators' states — saved in checkpoints — advance.
 - If a capture fails, that code path runs eagerly, with one warning that names the reason.
 
-On the CPU, ``compile="on"`` runs ``agent.train_step`` compiled by ``torch.compile`` instead, one compiled
-function per code path (``harness.compiling``); the minibatch draw and the metric sums stay eager around it.
+On the CPU, ``compile="on"`` runs the step (the minibatch's gathers from the buffer, then ``agent.train_step``)
+compiled by ``torch.compile`` instead, one compiled function per code path (``harness.compiling``); the draws of
+its random numbers and the metric sums stay eager around it.
 ``"auto"`` compiles where ``harness.compiling.compile_pays_off`` says it pays (CPU, a run of ``updates`` long
 enough); ``"off"``: never.
 """
@@ -153,7 +154,7 @@ class TrainingStep:
         self.use_graph = uses_cuda_graph(cuda_graph, agent.device)
         self.compiled: CompiledSteps | None = None
         if step_compiles(compile, cuda_graph, agent.name, agent.device, updates):
-            self.compiled = CompiledSteps(agent)
+            self.compiled = CompiledSteps(agent, buffer, batch_size, sampler)
         self.warmup = warmup
         self.paths: dict[Hashable, GraphedCall] = {}
         self.pool = GraphPool()
@@ -190,8 +191,10 @@ class TrainingStep:
         self.count += 1
 
     def _step(self) -> None:
-        batch = self.buffer.sample(self.batch_size, self.sampler)
-        metrics = self.agent.train_step(batch) if self.compiled is None else self.compiled(batch)
+        if self.compiled is None:
+            metrics = self.agent.train_step(self.buffer.sample(self.batch_size, self.sampler))
+        else:  # the minibatch's draw compiles with the step
+            metrics = self.compiled()
         if self.sums is None:
             self.sums = {k: torch.zeros_like(v) for k, v in metrics.items()}
             if self.pending_sums is not None:

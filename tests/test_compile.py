@@ -14,6 +14,7 @@ from algos.kit.agent import Agent
 from algos.kit.seeds import SeedRandom
 from algos.kit.traced_optim import adam_step
 from harness.compiling import CompileFallbackWarning, CompiledSteps
+from harness.online import OnlineReplay
 from harness.timing import synthetic_buffer
 from harness.training import TrainingStep
 from tests.helpers import flowbench
@@ -39,20 +40,44 @@ def small_config(name: str):
     return config.replace(**small)
 
 
-def train(name: str, compile: str, steps: int = STEPS):
+def train(name: str, compile: str, steps: int = STEPS, online: bool = False):
+    """``steps`` updates from a synthetic dataset's buffer, or (``online``) from an ``OnlineReplay`` over it that
+    gains one transition before every update; returns the agent, the ``TrainingStep``, the code path and the
+    metrics of every update."""
     torch.manual_seed(0)
     agent = make_agent(name, OBS, ACT, small_config(name), "cpu")
     agent.generators[0].manual_seed(1)
     agent.horizon = steps
     buffer = synthetic_buffer(500, OBS, ACT, torch.device("cpu"), torch.Generator().manual_seed(2))
+    if online:
+        buffer, transitions = OnlineReplay(buffer, 1, steps), torch.Generator().manual_seed(4)
     step = TrainingStep(agent, buffer, BATCH, SeedRandom([torch.Generator().manual_seed(3)], "cpu"),
                         cuda_graph="off", compile=compile)
     keys, metrics = [], []
     for _ in range(steps):
+        if online:
+            obs, next_obs = torch.randn(2, 1, OBS, generator=transitions)
+            buffer.add(obs, torch.rand(1, ACT, generator=transitions) * 2 - 1, torch.ones(1) * 10, next_obs,
+                       torch.ones(1), torch.zeros(1, dtype=torch.bool))
         keys.append(agent.graph_key())
         step()
         metrics.append(step.read_means()[0])
     return agent, step, keys, metrics
+
+
+def assert_same_training(eager, compiled, eager_step, step, eager_metrics, metrics) -> None:
+    """Metrics of every update and final weights to float tolerance; the agents' and the minibatch samplers'
+    generators in the same state (the same draws, in the same number)."""
+    for i, (a, b) in enumerate(zip(eager_metrics, metrics)):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), (i, k)
+    reference = weights(eager)
+    for k, v in weights(compiled).items():
+        torch.testing.assert_close(v, reference[k], rtol=1e-4, atol=1e-5, msg=k)
+    for g_eager, g_compiled in zip([*eager.generators, *eager_step.sampler.generators],
+                                   [*compiled.generators, *step.sampler.generators]):
+        assert torch.equal(g_eager.get_state(), g_compiled.get_state())
 
 
 def weights(agent) -> dict[str, torch.Tensor]:
@@ -61,7 +86,7 @@ def weights(agent) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_compiled_training_matches_eager_on_every_code_path(name):
-    eager, _, eager_keys, eager_metrics = train(name, "off")
+    eager, eager_step, eager_keys, eager_metrics = train(name, "off")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CompileFallbackWarning)
         compiled, step, keys, metrics = train(name, "on")
@@ -75,15 +100,19 @@ def test_compiled_training_matches_eager_on_every_code_path(name):
         expected = keys.count(key) - 1
         assert paths.paths[key].compiled_calls == expected, (key, paths.paths[key].compiled_calls, expected)
     assert step.mode == "compiled"
-    for i, (a, b) in enumerate(zip(eager_metrics, metrics)):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), (i, k)
-    reference = weights(eager)
-    for k, v in weights(compiled).items():
-        torch.testing.assert_close(v, reference[k], rtol=1e-4, atol=1e-5, msg=k)
-    for g_eager, g_compiled in zip(eager.generators, compiled.generators):
-        assert torch.equal(g_eager.get_state(), g_compiled.get_state())  # the same draws, in the same number
+    assert_same_training(eager, compiled, eager_step, step, eager_metrics, metrics)
+
+
+def test_compiled_step_draws_its_minibatch_from_a_growing_online_replay_as_eager_does():
+    """The minibatch's gathers compile with the step: from the offline-to-online replay too, whose online part
+    fills between updates (a compiled step that kept a stale copy of it, or of its size, would train on other
+    transitions than the eager one)."""
+    eager, eager_step, _, eager_metrics = train("iql", "off", online=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileFallbackWarning)
+        compiled, step, _, metrics = train("iql", "on", online=True)
+    assert step.compiled.compiled_calls == STEPS - 1
+    assert_same_training(eager, compiled, eager_step, step, eager_metrics, metrics)
 
 
 def test_compile_on_is_recorded_in_config_and_summary_and_a_bad_value_exits_2(minari_root, tmp_path):

@@ -20,6 +20,9 @@ flowbench's eager update (torch's OpenMP threads, one per core, wait for each ot
 ~78 to ~3-25 updates/s between rounds while JAX's went from ~108 to ~40-86, so a ratio from shared cores
 overstates JAX's lead. The JAX side's threads: XLA's default, all cores (set ``XLA_FLAGS`` in the environment to
 change them; the child inherits it); flowbench's: ``--torch-threads``.
+``--seeds 1 4`` also times 4 seeds in one process on each side (flowbench's seed axis; JAX's update vmapped over 4
+stacked agents, ``jax_fql_reference.py --seeds``), in the same alternating rounds, with ``--updates / N`` updates
+per round; every rate is then in seed-updates/s, and the summary gives each side's N-seed rate over its 1-seed rate.
 Prints one JSON line per side per round, then a summary line.
 """
 
@@ -33,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -72,20 +75,25 @@ class JaxRounds:
         self.proc.wait()
 
 
-def flowbench_trainer(data: data_lib.OfflineData, flow_steps: int, batch_size: int, seed: int,
+def flowbench_trainer(data: data_lib.OfflineData, flow_steps: int, batch_size: int, seeds: list[int],
                       compile: str = "off") -> Trainer:
-    """FQL as a ``--profile cpu`` run on ``data`` builds it (the dataset's presets), one seed, eager or with its
-    step compiled (``compile="on"``, harness.compiling)."""
+    """FQL as a ``--profile cpu`` run on ``data`` builds it (the dataset's presets), ``seeds`` in one process,
+    eager or with its step compiled (``compile="on"``, harness.compiling)."""
     config = resolve_config("fql", {"sampling_steps": flow_steps, "batch_size": batch_size}, "cpu", data.dataset_id)
-    agent = make_seeded_agent("fql", data.obs_dim, data.act_dim, config, [seed], "cpu")
+    agent = make_seeded_agent("fql", data.obs_dim, data.act_dim, config, seeds, "cpu")
     buffer = data_lib.TransitionBuffer(data, "cpu", reward_transform=config.reward_transform)
-    return Trainer(agent, buffer, [seed], config.batch_size, cuda_graph="off", compile=compile)
+    return Trainer(agent, buffer, seeds, config.batch_size, cuda_graph="off", compile=compile)
 
 
 def flowbench_round(trainer: Trainer, n: int) -> float:
+    """Seed-updates per second over ``n`` updates."""
     start = time.perf_counter()
     trainer.train(n)
-    return n / (time.perf_counter() - start)
+    return n * len(trainer.samplers) / (time.perf_counter() - start)
+
+
+def side_name(side: str, seeds: int) -> str:
+    return side if seeds == 1 else f"{side}_{seeds}seeds"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="flowbench's intra-op threads (default: torch's, one per core)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1],
+                        help="seeds per process to time, each on every side (default: 1)")
     parser.add_argument("--no-compiled", action="store_true",
                         help="time flowbench eager only (default: also its compiled step, as a third side)")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the rounds and summary here")
@@ -110,52 +120,68 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     data = data_lib.load(DATASET, download=False)
-    trainer = flowbench_trainer(data, args.flow_steps, args.batch_size, args.seed)
+    seed_counts = sorted(set(args.seeds))
+    config = resolve_config("fql", {"sampling_steps": args.flow_steps, "batch_size": args.batch_size}, "cpu",
+                            data.dataset_id)
+    if config.value_hidden_dims != config.actor_hidden_dims:
+        raise SystemExit("the JAX reference takes one width list for actor and critic")
+    sides: dict[str, Callable[[], float]] = {}  # name -> one round, in seed-updates/s
+    children: list[JaxRounds] = []
+    trainers: list[Trainer] = []
     with tempfile.TemporaryDirectory() as tmp:
         transitions = Path(tmp) / "toy.npz"
         np.savez(transitions, observations=data.observations, actions=data.actions, rewards=data.rewards,
                  next_observations=data.next_observations, masks=data.masks)
-        hidden = trainer.agent.config.actor_hidden_dims
-        if trainer.agent.config.value_hidden_dims != hidden:
-            raise SystemExit("the JAX reference takes one width list for actor and critic")
-        child_start = time.perf_counter()
-        jax_rounds = JaxRounds(args.jax_python, [
-            "--fql-dir", args.fql_dir, "--data", str(transitions), "--batch", args.jax_batch,
-            "--batch-size", str(args.batch_size), "--hidden", *map(str, hidden),
-            "--alpha", str(trainer.agent.config.alpha), "--flow-steps", str(args.flow_steps),
-            "--warmup", str(args.warmup), "--seed", str(args.seed)])
-    # jax_ready_s: the child's start to its first answer (imports, data, compile, warm-up)
-    setup = {**jax_rounds.setup, "jax_ready_s": time.perf_counter() - child_start, "torch": torch.__version__,
-             "torch_threads": torch.get_num_threads(), "dataset": DATASET,
-             "flowbench_config": repr(trainer.agent.config)}
+        for count in seed_counts:
+            n = max(1, args.updates // count)
+            child_start = time.perf_counter()
+            jax_rounds = JaxRounds(args.jax_python, [
+                "--fql-dir", args.fql_dir, "--data", str(transitions), "--batch", args.jax_batch,
+                "--batch-size", str(args.batch_size), "--hidden", *map(str, config.actor_hidden_dims),
+                "--alpha", str(config.alpha), "--flow-steps", str(args.flow_steps),
+                "--warmup", str(args.warmup), "--seed", str(args.seed), "--seeds", str(count)])
+            # jax_ready_s: the child's start to its first answer (imports, data, compile, warm-up)
+            jax_rounds.setup["jax_ready_s"] = time.perf_counter() - child_start
+            children.append(jax_rounds)
+            sides[side_name("jax", count)] = lambda rounds=jax_rounds, n=n, count=count: rounds(n) * count
+            seeds = list(range(args.seed, args.seed + count))
+            modes = {"flowbench": "off"} if args.no_compiled else {"flowbench": "off", "flowbench_compiled": "on"}
+            for side, mode in modes.items():
+                trainer = flowbench_trainer(data, args.flow_steps, args.batch_size, seeds, compile=mode)
+                trainers.append(trainer)
+                sides[side_name(side, count)] = lambda trainer=trainer, n=n: flowbench_round(trainer, n)
+    setup = {"jax": [child.setup for child in children], "torch": torch.__version__,
+             "torch_threads": torch.get_num_threads(), "dataset": DATASET, "seeds": seed_counts,
+             "flowbench_config": repr(config)}
     print(json.dumps(setup), flush=True)
-    sides = {"jax": jax_rounds, "flowbench": lambda n: flowbench_round(trainer, n)}
-    trainers = [trainer]
-    if not args.no_compiled:
-        compiled = flowbench_trainer(data, args.flow_steps, args.batch_size, args.seed, compile="on")
-        sides["flowbench_compiled"] = lambda n: flowbench_round(compiled, n)
-        trainers.append(compiled)
-    for t in trainers:  # the compiled side's warm-up compiles its code path
+    for t in trainers:  # the compiled sides' warm-up compiles their code paths
         t.train(args.warmup)
 
     rates: dict[str, list[float]] = {name: [] for name in sides}
     for r in range(args.rounds):
         for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
-            rate = sides[name](args.updates)
+            rate = sides[name]()
             rates[name].append(rate)
-            print(json.dumps({"event": "round", "round": r, "side": name, "updates": args.updates,
-                              "updates_per_s": rate}), flush=True)
-    jax_rounds.close()
+            print(json.dumps({"event": "round", "round": r, "side": name, "seed_updates_per_s": rate}), flush=True)
+    for child in children:
+        child.close()
 
     medians = {name: statistics.median(values) for name, values in rates.items()}
-    summary = {"event": "summary", "rounds": args.rounds, "updates": args.updates, "jax_batch": args.jax_batch,
-               "jax_updates_per_s": medians["jax"], "flowbench_updates_per_s": medians["flowbench"],
-               "ratio_jax_over_flowbench": medians["jax"] / medians["flowbench"],
-               "ratio_per_round": [j / f for j, f in zip(rates["jax"], rates["flowbench"])]}
-    if "flowbench_compiled" in medians:
-        summary.update(flowbench_compiled_updates_per_s=medians["flowbench_compiled"],
-                       ratio_compiled_over_eager=medians["flowbench_compiled"] / medians["flowbench"],
-                       ratio_jax_over_compiled=medians["jax"] / medians["flowbench_compiled"])
+    summary: dict[str, Any] = {"event": "summary", "rounds": args.rounds, "updates": args.updates,
+                               "jax_batch": args.jax_batch, "seed_updates_per_s": medians}
+    for count in seed_counts:
+        jax, eager, compiled = (side_name(side, count) for side in ("jax", "flowbench", "flowbench_compiled"))
+        ratios = {"jax_over_flowbench": medians[jax] / medians[eager],
+                  "jax_over_flowbench_per_round": [j / f for j, f in zip(rates[jax], rates[eager])]}
+        if compiled in medians:
+            ratios.update(compiled_over_eager=medians[compiled] / medians[eager],
+                          jax_over_compiled=medians[jax] / medians[compiled],
+                          jax_over_compiled_per_round=[j / c for j, c in zip(rates[jax], rates[compiled])])
+        summary[side_name("ratios", count)] = ratios
+        if count != 1 and 1 in seed_counts:  # batching's gain: N seeds' seed-updates/s over one seed's
+            summary[side_name("ratios", count)]["over_one_seed"] = {
+                side: medians[side_name(side, count)] / medians[side]
+                for side in ("jax", "flowbench", "flowbench_compiled") if side in medians}
     print(json.dumps(summary), flush=True)
     if args.json_out:
         args.json_out.write_text(json.dumps({"setup": setup, "rates": rates, "summary": summary}, indent=1) + "\n")

@@ -27,6 +27,11 @@ fresh numpy batch per call with the official ``utils.datasets.Dataset.sample`` a
 sampling and the host-to-device copy included). The first call (trace + XLA compile + one run) is reported as
 the compile time, then ``--warmup`` untimed calls.
 
+``--seeds N`` (default 1) trains N agents of seeds ``seed … seed+N-1`` in one process as flowbench's seed axis
+does: their states stacked, ``jax.jit(jax.vmap(FQLAgent.update))`` over them, each with its own batch (the official
+code trains one seed per process; vmap is JAX's own way to batch them). A round's ``updates_per_s`` counts calls of
+the update: seed-updates/s is N times it.
+
 Output: JSON lines on stdout — one ``setup`` line (versions, devices, compile seconds), then one ``round``
 line per round (``updates_per_s``). With ``--serve``, rounds are run on request instead: each line read from
 stdin is the number of updates of the next round (``jax_fql_compare.py`` alternates them with flowbench's).
@@ -80,12 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=20, help="untimed updates after the compiling one")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, help="agents trained at once, vmapped (seeds seed…seed+N-1)")
     parser.add_argument("--serve", action="store_true", help="run a round per stdin line (its number of updates)")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(args.fql_dir.resolve()))
     import flax
     import jax
+    import jax.numpy as jnp
     import optax
 
     from agents.fql import FQLAgent, get_config
@@ -101,18 +108,32 @@ def main(argv: list[str] | None = None) -> int:
     np.random.seed(args.seed)  # Dataset.sample draws from numpy's global generator
     dataset = Dataset.create(**load_transitions(args.data, args.obs_dim, args.act_dim, 10_000, args.seed))
     example = dataset.sample(1)
-    agent = FQLAgent.create(args.seed, example["observations"], example["actions"], config)
+    def stacked(trees: list[Any]) -> Any:
+        """One pytree whose leaves stack those of ``trees`` (same structure; static fields such as optax's
+        closures, made anew by every ``create``, are taken from the first)."""
+        leaves = [jax.tree.leaves(tree) for tree in trees]
+        return jax.tree.unflatten(jax.tree.structure(trees[0]), [jnp.stack(ls) for ls in zip(*leaves)])
+
+    if args.seeds == 1:
+        agent = FQLAgent.create(args.seed, example["observations"], example["actions"], config)
+        update: Callable[[Any, Any], Any] = lambda agent, batch: agent.update(batch)  # noqa: E731
+        sample = lambda: dataset.sample(args.batch_size)  # noqa: E731
+    else:
+        agent = stacked([FQLAgent.create(args.seed + i, example["observations"], example["actions"], config)
+                         for i in range(args.seeds)])
+        update = jax.jit(jax.vmap(lambda agent, batch: agent.update(batch)))
+        sample = lambda: stacked([dataset.sample(args.batch_size) for _ in range(args.seeds)])  # noqa: E731
 
     if args.batch == "fixed":
-        fixed = jax.device_put(dataset.sample(args.batch_size))
+        fixed = jax.device_put(sample())
         next_batch: Callable[[], Any] = lambda: fixed  # noqa: E731
     else:
-        next_batch = lambda: dataset.sample(args.batch_size)  # noqa: E731
+        next_batch = sample
 
     def run(agent: Any, n: int) -> tuple[Any, float]:
         start = time.perf_counter()
         for _ in range(n):
-            agent, _ = agent.update(next_batch())
+            agent, _ = update(agent, next_batch())
         jax.block_until_ready(agent)
         return agent, time.perf_counter() - start
 
@@ -122,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
           "optax": optax.__version__, "numpy": np.__version__, "devices": [str(d) for d in jax.devices()],
           "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""), "batch": args.batch,
           "obs_dim": int(example["observations"].shape[-1]), "act_dim": int(example["actions"].shape[-1]),
-          "batch_size": args.batch_size, "hidden": args.hidden, "alpha": args.alpha, "flow_steps": args.flow_steps})
+          "batch_size": args.batch_size, "seeds": args.seeds, "hidden": args.hidden, "alpha": args.alpha, "flow_steps": args.flow_steps})
 
     requests = (int(line) for line in sys.stdin if line.strip()) if args.serve else [args.updates] * args.rounds
     for r, n in enumerate(requests):
