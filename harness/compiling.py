@@ -49,9 +49,9 @@ COMPILE_MODES = ("auto", "on", "off")
 # recompile for a reason that goes away) before it counts as recompiling repeatedly and runs eagerly.
 MAX_RECOMPILES = 2
 # ``--compile auto`` compiles CPU runs of at least this many updates of these agents (``compile_pays_off``).
-# Measured here (results/timing/cpu_compile.md: default threads, eager and compiled alternating in one process),
-# compiled / eager: 1.4–2.3× for every agent but SRPO (1.03× there, 1.08–1.40× in other runs: its update is
-# mostly 1024-wide matrix products, which compiling does not speed up), after a cold compile of 22–82 s (4–20 s
+# Measured here (results/timing/cpu_compile.md: default threads, eager and compiled each in its own process, timed
+# in turns), compiled / eager: 1.4–2.5× for every agent but SRPO (1.36× there, 1.03–1.40× over runs: its update is
+# mostly 1024-wide matrix products, which compiling does not speed up), after a cold compile of 22–84 s (4–16 s
 # warm); the updates a cold compile takes to pay for itself, cold seconds / (eager − compiled seconds per
 # update): 3k (Diffusion-QL) to 14k (BC, flow BC) for all but SRPO (~0.3M at 1.03×, which a full SRPO run exceeds).
 AUTO_MIN_UPDATES = 30_000

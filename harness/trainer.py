@@ -30,6 +30,7 @@ from algos.kit.registry import make_seeded_agent
 from algos.kit.seeds import SeedRandom, seed_state
 from harness import data as data_lib
 from harness import rundir
+from harness.cpu_allocator import configure_cpu_allocator
 from harness.evaluation import evaluate_seeds
 from harness.files import CsvLog, atomic_write_text, previous_checkpoint, read_csv, save_checkpoint
 from harness.online import OnlineEnvs, OnlineReplay
@@ -56,10 +57,13 @@ class RunDiverged(FloatingPointError):
 class Trainer:
     """Trains ``agent`` (S seeds) one update per call on minibatches of ``batch_size`` from ``buffer``, seed i's
     drawn from a generator seeded ``seeds[i]``; ``cuda_graph``, ``compile`` and ``updates`` (the run's length, for
-    ``compile="auto"``) as ``harness.training.TrainingStep``."""
+    ``compile="auto"``) as ``harness.training.TrainingStep``. On the CPU it first sets glibc's malloc for training
+    (``harness.cpu_allocator``)."""
 
     def __init__(self, agent: Agent, buffer: data_lib.TransitionBuffer, seeds: Sequence[int], batch_size: int,
                  cuda_graph: str = "auto", compile: str = "off", updates: int | None = None):
+        if agent.device.type == "cpu":
+            configure_cpu_allocator()
         self.agent, self.batch_size, self.cuda_graph = agent, batch_size, cuda_graph
         self.samplers = [torch.Generator(device=agent.device).manual_seed(seed) for seed in seeds]
         self.step_fn = TrainingStep(agent, buffer, batch_size, SeedRandom(self.samplers, agent.device), cuda_graph,

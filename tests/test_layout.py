@@ -60,7 +60,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("algos.kit",),
     ("algos",),
     ("harness", "harness.files", "harness.rundir", "harness.protocol", "harness.provenance", "harness.seeding",
-     "harness.locks", "harness.envs", "harness.grids"),
+     "harness.locks", "harness.envs", "harness.grids", "harness.cpu_allocator"),
     ("harness.datasets", "harness.data", "harness.reporting", "harness.tracking"),
     ("harness.training", "harness.evaluation", "harness.online"),
     ("harness.trainer",),

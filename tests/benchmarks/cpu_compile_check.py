@@ -1,14 +1,18 @@
 """On the CPU: how much faster is each agent's compiled training step (harness/compiling.py) than the eager one,
 and what does compiling cost, cold (empty cache) and warm (cache filled by an earlier process)?
 
-For each algorithm, two fresh processes time ``flowbench timing``'s full update (``--profile cpu``: 2×256
-networks where the profile says so, K = 10, batch 256, synthetic data). The first compiles with an empty cache
-directory (cold compile time). The second, with the cache the first filled, builds the eager and the compiled
-step side by side (warm compile time) and times them in alternating rounds of about ``--seconds`` each, so that
-a busy spell of a shared machine hits both alike; a rate is the median over rounds. FQL also runs at 4 seeds
-in that process (eager and compiled). Compile time is the wall time of the warm-up calls that record and
-compile every code path, less the same number of steady-state calls. Rates are wall-clock updates/s and also
-per second of this process's CPU time (``time.process_time``). Writes a markdown table.
+For each algorithm, ``flowbench timing``'s full update (``--profile cpu``: 2×256 networks where the profile says
+so, K = 10, batch 256, synthetic data). A first process compiles with an empty cache directory (cold compile
+time). Then the eager and the compiled step each train in a process of their own, as a run would (one mode per
+process), with the cache the first filled (warm compile time), and take turns: one timed round of about
+``--seconds`` each, in alternating order, while the other waits idle, so that a busy spell of a shared machine
+hits both alike; a rate is the median over rounds. (Both steps in one process measured the compiled one slower
+than a process of its own does, on this host: they share the allocator's heap, the caches and the garbage
+collector.) FQL also runs at 4 seeds (eager and compiled, two more processes in the same turns). Compile time
+is the wall time of the warm-up calls that record and compile every code path, less the same number of
+steady-state calls. Rates are wall-clock updates/s and also per second of the timed process's CPU time
+(``time.process_time``). Each side is a ``Trainer``, with the malloc settings of a CPU run
+(``harness/cpu_allocator.py``). Writes a markdown table.
 
     python tests/benchmarks/cpu_compile_check.py --out results/timing/cpu_compile.md [--algos fql,iql] [--threads 1]
 """
@@ -53,55 +57,91 @@ def warm_up(call) -> tuple[float, float]:
     return warm, (time.perf_counter() - start) / 10
 
 
-def child(algo: str, sides: list[tuple[str, int]], rounds: int, seconds: float, threads: int) -> dict:
+def serve(algo: str, mode: str, seeds: int, threads: int) -> None:
+    """One side in a process of its own: build and warm it up, print its compile time and steady time per call;
+    then, for each line ``N`` read from stdin, time N calls and print the rates (one JSON line each)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    calls, compile_s, counts = {}, {}, {}
-    for mode, seeds in sides:
-        key = f"{mode}/{seeds}"
-        calls[key] = timed_step(algo, mode, seeds)
-        warm, per_call = warm_up(calls[key])
-        compile_s[key] = max(0.0, warm - WARMUP * per_call) if mode != "off" else 0.0
-        counts[key] = max(5, int(seconds / per_call))
-    wall: dict[str, list[float]] = {k: [] for k in calls}
-    cpu: dict[str, list[float]] = {k: [] for k in calls}
-    for r in range(rounds):
-        for key in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
-            n, start, start_cpu = counts[key], time.perf_counter(), time.process_time()
-            for _ in range(n):
-                calls[key]()
-            wall[key].append(n / (time.perf_counter() - start))
-            cpu[key].append(n / (time.process_time() - start_cpu))
-    return {"algo": algo, "threads": torch.get_num_threads(), "rounds": rounds, "sides": {
-        key: {"mode": calls[key].mode, "updates_per_s": statistics.median(wall[key]),
-              "updates_per_cpu_s": statistics.median(cpu[key]), "compile_s": compile_s[key],
-              "compiled_calls": calls[key].step_fn.compiled.compiled_calls if calls[key].step_fn.compiled else 0}
-        for key in calls}}
+    call = timed_step(algo, mode, seeds)
+    warm, per_call = warm_up(call)
+    print(json.dumps({"mode": call.mode, "threads": torch.get_num_threads(), "per_call": per_call,
+                      "compile_s": max(0.0, warm - WARMUP * per_call) if mode != "off" else 0.0}), flush=True)
+    for line in sys.stdin:
+        n, start, start_cpu = int(line), time.perf_counter(), time.process_time()
+        for _ in range(n):
+            call()
+        print(json.dumps({"wall": n / (time.perf_counter() - start), "cpu": n / (time.process_time() - start_cpu),
+                          "compiled_calls": call.step_fn.compiled.compiled_calls if call.step_fn.compiled else 0}),
+              flush=True)
 
 
-def run_child(algo: str, sides: list[tuple[str, int]], rounds: int, seconds: float, threads: int,
-              cache: Path) -> dict:
+class Side:
+    """A ``serve`` process: started (built, warmed up) on construction, then one timed round per ``round``."""
+
+    def __init__(self, algo: str, mode: str, seeds: int, threads: int, env: dict[str, str]):
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", algo, mode, str(seeds), str(threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+                                     env=env)
+        self.ready = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            self.stderr.seek(0)
+            lines = self.stderr.read().strip().splitlines()
+            raise RuntimeError(lines[-1] if lines else f"exit code {self.proc.returncode}")
+        return json.loads(line)
+
+    def round(self, calls: int) -> dict:
+        self.proc.stdin.write(f"{calls}\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.stderr.close()
+
+
+def measure(algo: str, sides: list[tuple[str, int]], rounds: int, seconds: float, threads: int, cache: Path) -> dict:
+    """Each (mode, seeds) side in its own process, started one after another, then timed in turns."""
     env = {**os.environ, "FLOWBENCH_COMPILE_CACHE": str(cache)}
-    done = subprocess.run([sys.executable, __file__, "--child", algo, json.dumps(sides), str(rounds), str(seconds),
-                           str(threads)], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        return {"algo": algo, "error": done.stderr.strip().splitlines()[-1]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    procs: dict[str, Side] = {}
+    try:
+        for mode, seeds in sides:
+            procs[f"{mode}/{seeds}"] = Side(algo, mode, seeds, threads, env)
+        counts = {key: max(5, int(seconds / side.ready["per_call"])) for key, side in procs.items()}
+        results: dict[str, list[dict]] = {key: [] for key in procs}
+        for r in range(rounds):
+            for key in (list(procs) if r % 2 == 0 else list(procs)[::-1]):
+                results[key].append(procs[key].round(counts[key]))
+    except RuntimeError as e:
+        return {"algo": algo, "error": str(e)}
+    finally:
+        for side in procs.values():
+            side.close()
+    return {"algo": algo, "rounds": rounds, "sides": {
+        key: {"mode": procs[key].ready["mode"], "threads": procs[key].ready["threads"],
+              "updates_per_s": statistics.median(r["wall"] for r in results[key]),
+              "updates_per_cpu_s": statistics.median(r["cpu"] for r in results[key]),
+              "compile_s": procs[key].ready["compile_s"], "compiled_calls": results[key][-1]["compiled_calls"]}
+        for key in procs}}
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        algo, sides, rounds, seconds, threads = sys.argv[2:7]
-        sides = [tuple(side) for side in json.loads(sides)]
-        print(json.dumps(child(algo, sides, int(rounds), float(seconds), int(threads))))
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        algo, mode, seeds, threads = sys.argv[2:6]
+        serve(algo, mode, int(seeds), int(threads))
         return 0
     from algos import REGISTRY
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--algos", default=",".join(sorted(REGISTRY)))
-    parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds per side (median kept)")
+    parser.add_argument("--rounds", type=int, default=9, help="timed rounds per side, in turns (median kept)")
     parser.add_argument("--seconds", type=float, default=1.5, help="about this long per round and side")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default="results/timing/cpu_compile.md")
@@ -109,9 +149,9 @@ def main() -> int:
     rows = []
     for algo in args.algos.split(","):
         with tempfile.TemporaryDirectory(prefix="flowbench-compile-") as cache:
-            cold = run_child(algo, [("on", 1)], 1, 0.1, args.threads, Path(cache))
+            cold = measure(algo, [("on", 1)], 1, 0.1, args.threads, Path(cache))
             sides = [("off", 1), ("on", 1)] + ([("off", 4), ("on", 4)] if algo == "fql" else [])
-            paired = run_child(algo, sides, args.rounds, args.seconds, args.threads, Path(cache))
+            paired = measure(algo, sides, args.rounds, args.seconds, args.threads, Path(cache))
         rows.append((algo, cold, paired))
         print(json.dumps(rows[-1]), flush=True)
         write_table(rows, args)  # after each algorithm: a long run leaves what it measured so far
@@ -123,11 +163,11 @@ def write_table(rows: list, args: argparse.Namespace) -> None:
         "# Compiled vs eager CPU training step",
         "",
         f"`python {' '.join(sys.argv)}` — full update, `--profile cpu`, K = 10, batch 256, synthetic data; "
-        f"torch threads: {args.threads or 'default'}. Eager and compiled steps run in one process, in "
-        f"{args.rounds} alternating rounds of about {args.seconds} s each; a rate is the median over rounds, wall "
-        "clock and per CPU-second of the process. Compile: warm-up wall time (recording + compiling every code path) "
-        "less the same number of steady calls; cold = empty cache directory, warm = a new process with the cache the "
-        "cold one filled.",
+        f"torch threads: {args.threads or 'default'}. Eager and compiled steps each train in a process of their "
+        f"own and take turns, {args.rounds} rounds of about {args.seconds} s each in alternating order; a rate is the "
+        "median over rounds, wall clock and per CPU-second of its process. Compile: warm-up wall time (recording + "
+        "compiling every code path) less the same number of steady calls; cold = empty cache directory, warm = a new "
+        "process with the cache the cold one filled.",
         "",
         "| algorithm | seeds | mode | eager upd/s | compiled upd/s | speed-up | eager upd/CPU-s | compiled upd/CPU-s "
         "| speed-up (CPU) | seed-upd/s eager | seed-upd/s compiled | compile cold s | compile warm s |",
@@ -150,7 +190,7 @@ def write_table(rows: list, args: argparse.Namespace) -> None:
                 f"{seeds * eager['updates_per_s']:.1f} | {seeds * compiled['updates_per_s']:.1f} | "
                 f"{cold_s:.1f} | {compiled['compile_s']:.1f} |".replace("| nan |", "| – |"))
     if any("fql" == row[0] for row in rows):
-        lines += ["", "FQL at 4 seeds compiles only in the paired process (the cold one compiles one seed): its warm "
+        lines += ["", "FQL at 4 seeds compiles only in its timed process (the cold one compiles one seed): its warm "
                   "figure is the 4-seed graph's cold compile."]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
