@@ -6,9 +6,9 @@ so, K = 10, batch 256, synthetic data). A first process compiles with an empty c
 time). Then the eager and the compiled step each train in a process of their own, as a run would (one mode per
 process), with the cache the first filled (warm compile time), and take turns: one timed round of about
 ``--seconds`` each, in alternating order, while the other waits idle, so that a busy spell of a shared machine
-hits both alike; a rate is the median over rounds. (Both steps in one process measured the compiled one slower
-than a process of its own does, on this host: they share the allocator's heap, the caches and the garbage
-collector.) FQL also runs at 4 seeds (eager and compiled, two more processes in the same turns). Compile time
+hits both alike; a rate is the median over rounds. (With both steps in one process, which shares heap, caches
+and garbage collector between them, the compiled step measured slower than its own cold-compile process did in
+the same run, e.g. IQL 111 vs 149 updates/s; what causes it was not pinned down.) FQL also runs at 4 seeds (eager and compiled, two more processes in the same turns). Compile time
 is the wall time of the warm-up calls that record and compile every code path, less the same number of
 steady-state calls. Rates are wall-clock updates/s and also per second of the timed process's CPU time
 (``time.process_time``). Each side is a ``Trainer``, with the malloc settings of a CPU run
