@@ -50,10 +50,10 @@ COMPILE_MODES = ("auto", "on", "off")
 MAX_RECOMPILES = 2
 # ``--compile auto`` compiles CPU runs of at least this many updates of these agents (``compile_pays_off``).
 # Measured here (results/timing/cpu_compile.md: default threads, eager and compiled each in its own process, timed
-# in turns), compiled / eager: 1.4–2.5× for every agent but SRPO (1.36× there, 1.03–1.40× over runs: its update is
-# mostly 1024-wide matrix products, which compiling does not speed up), after a cold compile of 22–84 s (4–16 s
-# warm); the updates a cold compile takes to pay for itself, cold seconds / (eager − compiled seconds per
-# update): 3k (Diffusion-QL) to 14k (BC, flow BC) for all but SRPO (~0.3M at 1.03×, which a full SRPO run exceeds).
+# in turns), compiled / eager: 1.2–2.5× for every agent but SRPO (1.03–1.40× over runs: its update is mostly
+# 1024-wide matrix products, which compiling does not speed up), after a cold compile of 21–101 s (4–18 s warm);
+# the updates a cold compile takes to pay for itself, cold seconds / (eager − compiled seconds per update): 3k
+# (Diffusion-QL) to 14k (BC, flow BC) for all but SRPO (~0.3M at 1.03×, which a full SRPO run exceeds).
 AUTO_MIN_UPDATES = 30_000
 AUTO_COMPILE_AGENTS: frozenset[str] = frozenset({
     "bc", "cac", "diffusion_ql", "fawac", "fbrac", "flow_bc", "flowq", "fql", "idql", "ifql", "iql", "qipo",

@@ -85,3 +85,37 @@ def test_fused_bias_activation_path_equals_the_eager_layers(monkeypatch):
         torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-6)
         for f, e in zip(fused_grads, eager_grads):
             torch.testing.assert_close(f, e, rtol=1e-5, atol=1e-6)
+
+
+def test_mish_compiled_form_has_one_exp_and_matches_torch():
+    """``networks.Mish`` compiles to its one-``exp`` form (``mish_one_exp``, not torch's mish) and, compiled by
+    inductor, computes torch's Mish, forward and backward, within float32 rounding of a float64 reference from
+    −30 to 30 (past the softplus threshold at 20), and at −inf, NaN, ±1e30 and 0 as torch does (+inf: inf)."""
+    graphs: list[str] = []
+
+    def capture(gm: torch.fx.GraphModule, example_inputs: list) -> torch.fx.GraphModule:
+        graphs.append(gm.code)
+        return gm
+
+    mish = networks.ACTIVATIONS["mish"]()
+    assert isinstance(mish, torch.nn.Mish)
+    torch.compile(mish, backend=capture, fullgraph=True)(torch.randn(8))
+    assert graphs and graphs[0].count("torch.exp(") == 1 and "mish" not in graphs[0], graphs
+
+    compiled = torch.compile(mish, fullgraph=True)
+
+    def forward_backward(fn: object, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.clone().requires_grad_()
+        y = fn(x)
+        return y.detach(), torch.autograd.grad(y.sum(), x)[0]
+
+    grid = torch.linspace(-30, 30, 60_001, dtype=torch.float64)
+    y64, g64 = forward_backward(torch.nn.functional.mish, grid)
+    y, g = forward_backward(compiled, grid.float())
+    assert ((y.double() - y64).abs() / (1 + y64.abs())).max() < 2e-7
+    assert (g.double() - g64).abs().max() < 1e-5
+
+    special = torch.tensor([float("-inf"), float("nan"), -1e30, 1e30, 0.0])
+    for ours, torchs in zip(forward_backward(compiled, special), forward_backward(torch.nn.functional.mish, special)):
+        torch.testing.assert_close(ours, torchs, equal_nan=True)
+    assert compiled(torch.tensor([float("inf")])).item() == float("inf")

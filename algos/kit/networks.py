@@ -156,12 +156,37 @@ class EnsembleLayerNorm(nn.Module):
         return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
 
 
+def mish_one_exp(x: torch.Tensor) -> torch.Tensor:
+    """Mish, ``x · tanh(softplus(x))``, with one ``exp``: ``tanh(softplus(x)) = n / (n + 2)`` with ``n = eˣ(eˣ + 2)``,
+    exact algebra. ``x`` is clamped at 20 inside the exp: above it the factor is 1 in float32 and its gradient 0,
+    as torch's softplus returns x above 20. Against float64 from −30 to 30: forward within 1.6e-7·(1 + |y|),
+    gradient within 5e-6 (torch's kernel: 1.2e-7 and 1e-6; autograd's derivative of the quotient cancels near
+    x = 20, where the exact one is 1 to float32 precision; a form without that cancellation took half as long
+    again to compile); ±inf and NaN as torch's, but the gradient at +inf is 1 (torch's: NaN)."""
+    e = torch.exp(torch.clamp(x, max=20.0))
+    n = e * (e + 2.0)
+    return x * (n / (n + 2.0))
+
+
+class Mish(nn.Mish):
+    """``nn.Mish``, whose compiled form (``torch.compile``: the compiled CPU step, the fused CUDA bias
+    activation) is ``mish_one_exp``, where inductor's decomposition of torch's mish computes three
+    transcendentals (exp, log1p, tanh) forward and again backward: a 1024×256 Mish forward and backward,
+    compiled on 2 CPU cores, took 0.4–0.5 ms instead of 1.0–1.2, and Mish had been a third of CAC's compiled
+    step. Eager runs keep torch's kernel (``tests/test_networks.py`` checks the two agree)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return mish_one_exp(x)
+        return F.mish(x)
+
+
 Activation = Literal["gelu", "gelu_exact", "relu", "mish", "tanh"]  # a config's allowed activations
 ACTIVATIONS = {
     "gelu": lambda: nn.GELU(approximate="tanh"),  # flax's nn.gelu default, as in the JAX reference code
     "gelu_exact": nn.GELU,  # the erf form (torch's default)
     "relu": nn.ReLU,
-    "mish": nn.Mish,
+    "mish": Mish,
     "tanh": nn.Tanh,
 }
 
