@@ -8,11 +8,11 @@ process), with the cache the first filled (warm compile time), and take turns: o
 ``--seconds`` each, in alternating order, while the other waits idle, so that a busy spell of a shared machine
 hits both alike; a rate is the median over rounds. (With both steps in one process, which shares heap, caches
 and garbage collector between them, the compiled step measured slower than its own cold-compile process did in
-the same run, e.g. IQL 111 vs 149 updates/s; what causes it was not pinned down.) FQL also runs at 4 seeds (eager and compiled, two more processes in the same turns). Compile time
-is the wall time of the warm-up calls that record and compile every code path, less the same number of
-steady-state calls. Rates are wall-clock updates/s and also per second of the timed process's CPU time
-(``time.process_time``). Each side is a ``Trainer``, with the malloc settings of a CPU run
-(``harness/cpu_allocator.py``). Writes a markdown table.
+the same run, e.g. IQL 111 vs 149 updates/s; what causes it was not pinned down.) FQL also runs at 4 seeds
+(eager and compiled, two more processes in the same turns). Compile time is the wall time of the warm-up calls
+that record and compile every code path, less the same number of steady-state calls. Rates are wall-clock
+updates/s and also per second of the timed process's CPU time (``time.process_time``). Each side is a
+``Trainer``, with the malloc settings of a CPU run (``harness/cpu_allocator.py``). Writes a markdown table.
 
     python tests/benchmarks/cpu_compile_check.py --out results/timing/cpu_compile.md [--algos fql,iql] [--threads 1]
 """
